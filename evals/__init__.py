@@ -1,0 +1,1 @@
+"""Evaluation suite: deterministic scoring of records against gold fixtures."""
