@@ -102,6 +102,8 @@ class Provenance(BaseModel):
     cached: bool = False
     created_at: str = ""
     summarizer_version: str = ""
+    run_key: str = ""
+    source: Optional[str] = None
 
 
 class ArticleRecord(BaseModel):

@@ -1,0 +1,205 @@
+"""Folder runs: find articles, skip up-to-date outputs, write atomically, log failures, go on.
+
+Layout of an output folder:
+  <relative/path/stem>.json   one record per article (mirrors the input tree)
+  records.jsonl               all current records, one per line, rebuilt atomically
+  errors.jsonl                one line per article that failed in the last run
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .backends import ExtractionError
+from .pipeline import ArticleError, Summarizer
+from .schema import ArticleRecord
+
+SUFFIXES = (".txt", ".md")
+
+
+@dataclass
+class Outcome:
+    path: str
+    status: str  # "done", "skipped", "failed"
+    output: str | None = None
+    error_kind: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def atomic_write(path: Path, data: str) -> None:
+    """Write text to path via a temp file in the same folder and os.replace (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def find_articles(input_path: Path, output_dir: Path | None = None) -> list[tuple[Path, Path]]:
+    """(file, relative path) of every *.txt/*.md under input_path, sorted; skips the output folder.
+
+    Follows symlinks to files and folders but never enters the same real folder twice
+    (so a symlink loop ends), and never yields a path that would escape the output folder.
+    """
+    input_path = Path(input_path)
+    if input_path.is_file():
+        return [(input_path, Path(input_path.name))]
+    if not input_path.is_dir():
+        raise FileNotFoundError(f"input not found: {input_path}")
+    out_real = output_dir.resolve() if output_dir else None
+    found, seen = [], set()
+
+    def walk(d: Path, rel: Path) -> Iterator[tuple[Path, Path]]:
+        real = d.resolve()
+        if real in seen or (out_real and real == out_real):
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            p = Path(e.path)
+            if e.name.startswith("."):
+                continue
+            try:
+                if e.is_dir():
+                    yield from walk(p, rel / e.name)
+                elif e.is_file() and p.suffix.lower() in SUFFIXES:
+                    yield p, rel / e.name
+            except OSError:
+                continue
+
+    for p, rel in walk(input_path, Path()):
+        found.append((p, rel))
+    return found
+
+
+def read_article(path: Path) -> str:
+    """Read an article file as text: UTF-8 (BOM allowed), else cp1252; binary files are refused."""
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise ArticleError(f"{path}: looks binary (NUL bytes); only plain-text articles can be summarised")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError as e:
+            raise ArticleError(f"{path}: not UTF-8 or cp1252 text ({e}); convert it to UTF-8") from e
+
+
+def run_key(identity: dict, text: str) -> str:
+    """Hash of the article and everything that determines its record."""
+    h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    h.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return h.hexdigest()
+
+
+def _is_current(out: Path, key: str) -> bool:
+    try:
+        data = json.loads(out.read_text(encoding="utf-8"))
+        return data.get("provenance", {}).get("run_key") == key and ArticleRecord.model_validate(data) is not None
+    except (OSError, ValueError):
+        return False
+
+
+def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer: Summarizer, *,
+                     concurrency: int = 1, use_existing: bool = True,
+                     on_progress: Callable[[Outcome], None] | None = None,
+                     on_start: Callable[[int], None] | None = None) -> BatchResult:
+    """Summarise every article under input_path into output_dir; failures are logged, not raised."""
+    input_path, output_dir = Path(input_path), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    articles = find_articles(input_path, output_dir)
+    if on_start:
+        on_start(len(articles))
+    identity = summarizer.identity
+    result = BatchResult()
+    lock = threading.Lock()
+
+    def one(path: Path, rel: Path) -> Outcome:
+        out = output_dir / rel.with_suffix(".json")
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            text = read_article(path)
+            key = run_key(identity, text)
+            if use_existing and _is_current(out, key):
+                return Outcome(str(path), "skipped", str(out))
+            record = summarizer.summarize(text)
+            record.provenance.run_key = key
+            record.provenance.source = str(rel)
+            atomic_write(out, record.model_dump_json(indent=2) + "\n")
+            return Outcome(str(path), "done", str(out), seconds=time.perf_counter() - t0)
+        except ArticleError as e:
+            return Outcome(str(path), "failed", None, "input", str(e), time.perf_counter() - t0)
+        except ExtractionError as e:
+            return Outcome(str(path), "failed", None, e.kind,
+                           f"{e} (attempts={e.attempts}, usage={e.usage})", time.perf_counter() - t0)
+        except OSError as e:
+            return Outcome(str(path), "failed", None, "io", f"{path}: cannot read or write: {e}",
+                           time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
+            return Outcome(str(path), "failed", None, "internal", f"{type(e).__name__}: {e}",
+                           time.perf_counter() - t0)
+
+    def record(o: Outcome) -> None:
+        with lock:
+            result.outcomes.append(o)
+        if on_progress:
+            on_progress(o)
+
+    try:
+        if concurrency <= 1:
+            for p, rel in articles:
+                record(one(p, rel))
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                futures = [pool.submit(one, p, rel) for p, rel in articles]
+                for f in as_completed(futures):
+                    record(f.result())
+    finally:
+        _write_indexes(output_dir, articles, result)
+    return result
+
+
+def _write_indexes(output_dir: Path, articles: list[tuple[Path, Path]], result: BatchResult) -> None:
+    lines = []
+    for _, rel in articles:
+        out = output_dir / rel.with_suffix(".json")
+        try:
+            lines.append(json.dumps(json.loads(out.read_text(encoding="utf-8")), ensure_ascii=False))
+        except (OSError, ValueError):
+            continue
+    atomic_write(output_dir / "records.jsonl", "".join(line + "\n" for line in lines))
+    errors = [{"file": o.path, "kind": o.error_kind, "message": o.message} for o in result.failed]
+    atomic_write(output_dir / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))

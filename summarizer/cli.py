@@ -1,0 +1,146 @@
+"""Command line: a thin layer over the Python API (summarize, show, eval)."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Evidence-grounded records of actors, positions, demands and figures in news articles.")
+err = Console(stderr=True)
+out = Console()
+
+BackendOpt = typer.Option("local", "--backend", "-b", help="local (embedded llama.cpp) or openai (any compatible endpoint)")
+ModelOpt = typer.Option(None, "--model", "-m", help="local: qwen2.5-coder-1.5b (default), qwen2.5-coder-0.5b or a .gguf path; openai: model name")
+BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
+ApiKeyOpt = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)")
+RetriesOpt = typer.Option(2, "--max-retries", min=0, help="re-asks after a validation error, per model call")
+
+
+def _summarizer(backend: str, model: Optional[str], base_url: Optional[str], api_key: Optional[str],
+                max_retries: int, prompts: Optional[Path] = None):
+    from .pipeline import Summarizer
+
+    try:
+        return Summarizer(backend, model, base_url=base_url, api_key=api_key, max_retries=max_retries,
+                          prompts_dir=str(prompts) if prompts else None)
+    except Exception as e:  # noqa: BLE001 - configuration errors end the command with a clear message
+        err.print(f"[red]error:[/red] cannot start backend {backend!r}: {e}")
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def summarize(
+    input: Path = typer.Argument(..., help="folder of *.txt / *.md articles (searched recursively) or one file"),
+    output: Path = typer.Option(..., "--output", "-o", help="output folder"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt,
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="parallel articles (remote backends)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute even up-to-date outputs"),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="folder of prompt files (default: packaged prompts/)"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v: per-article lines, -vv: debug logs"),
+) -> None:
+    """Summarise every article in INPUT into OUTPUT/<stem>.json, records.jsonl and errors.jsonl."""
+    from .batch import summarize_folder
+
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING)
+    if not input.exists():
+        err.print(f"[red]error:[/red] input not found: {input}")
+        raise typer.Exit(2)
+    s = _summarizer(backend, model, base_url, api_key, max_retries, prompts)
+    if backend == "local" and concurrency > 1:
+        err.print("note: the local backend runs one article at a time; --concurrency ignored")
+        concurrency = 1
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                        transient=False)
+    task = progress.add_task("summarising", total=None)
+
+    def on_start(n: int) -> None:
+        progress.update(task, total=n)
+
+    def on_progress(o) -> None:
+        progress.advance(task)
+        if o.status == "failed":
+            progress.console.print(f"[red]failed[/red] {o.path}: {o.error_kind}: {o.message}")
+        elif verbose:
+            progress.console.print(f"{o.status} {o.path} ({o.seconds:.1f}s)")
+
+    try:
+        with progress:
+            result = summarize_folder(input, output, s, concurrency=concurrency, use_existing=not no_cache,
+                                      on_progress=on_progress, on_start=on_start)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished articles are saved; rerun the same command to resume")
+        raise typer.Exit(130)
+    finally:
+        s.close()
+    done, skipped, failed = result.count("done"), result.count("skipped"), len(result.failed)
+    err.print(f"{done} summarised, {skipped} up to date, {failed} failed → {output}"
+              + (f" (see {output / 'errors.jsonl'})" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(file: Path = typer.Argument(..., help="a record .json written by summarize")) -> None:
+    """Print a record readably: actors, positions, demands with their quotes, figures."""
+    from .schema import ArticleRecord
+
+    try:
+        rec = ArticleRecord.model_validate_json(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        err.print(f"[red]error:[/red] {file}: not a readable record: {e}")
+        raise typer.Exit(2)
+    out.print(f"[bold]{rec.headline or file.stem}[/bold]" + (f"  ({rec.published})" if rec.published else ""))
+    if rec.summary:
+        out.print(rec.summary)
+    t = Table(title="Actors")
+    for c in ("name", "kind", "role", "country", "mentions"):
+        t.add_column(c)
+    for a in rec.actors:
+        t.add_row(a.name, a.kind, a.role or "", a.country or "", "; ".join(a.mentions))
+    out.print(t)
+    t = Table(title="Demands")
+    for c in ("actor", "addressees", "action", "quote"):
+        t.add_column(c)
+    for d in rec.demands:
+        t.add_row(d.actor, ", ".join(d.addressees), d.action, f"“{d.evidence.quote}”")
+    out.print(t)
+    t = Table(title="Positions")
+    for c in ("actor", "topic", "stance", "quote"):
+        t.add_column(c)
+    for p in rec.positions:
+        t.add_row(p.actor, p.topic, p.stance, f"“{p.evidence.quote}”")
+    out.print(t)
+    t = Table(title="Figures")
+    for c in ("value", "unit", "qualifier", "quote"):
+        t.add_column(c)
+    for f in rec.figures:
+        t.add_row(f"{f.value:g}", f.unit, f.qualifier, f"“{f.evidence.quote}”")
+    out.print(t)
+    if rec.provenance:
+        p = rec.provenance
+        out.print(f"[dim]{p.backend}/{p.model} prompt {p.prompt_version} · {p.latency_s:.1f}s · "
+                  f"{p.usage.prompt_tokens}+{p.usage.completion_tokens} tokens · {p.attempts} calls · "
+                  f"dropped {p.dropped or 0}[/dim]")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

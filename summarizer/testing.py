@@ -1,0 +1,165 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script, for tests.
+
+Like httpx's MockTransport, it ships with the library so users can test their own code
+against it: every request goes through real sockets, the openai SDK and instructor.
+
+    with ScriptedServer([tool_reply({"actors": []})]) as server:
+        Summarizer("openai", "test", base_url=server.url).summarize(text)
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Union
+
+
+@dataclass
+class Reply:
+    """One scripted answer: a JSON body (or raw bytes), a status, headers, a delay or a dropped connection."""
+
+    body: Any = None
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+    raw: bytes | None = None
+    drop: bool = False
+
+
+def tool_reply(arguments: Union[dict, str], prompt_tokens: int = 100, completion_tokens: int = 20) -> Reply:
+    """A chat completion whose single tool call carries `arguments` (dict or raw string)."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return Reply({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": "scripted",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_0", "type": "function",
+                            "function": {"name": "tool", "arguments": args}}]}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    })
+
+
+def error_reply(status: int, message: str = "scripted error", retry_after: float | None = None) -> Reply:
+    """An API error response, optionally with a Retry-After header."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return Reply({"error": {"message": message, "type": "scripted", "code": status}}, status, headers)
+
+
+def article_lines(request: dict) -> dict[int, str]:
+    """The numbered sentences of the article to process, parsed from a request's system message."""
+    system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
+    part = system.rsplit("<article>", 1)[-1]
+    return {int(n): t for n, t in re.findall(r"^\[(\d+)\] (.*)$", part, re.M)}
+
+
+def heuristic_reply(request: dict) -> Reply:
+    """A deterministic stand-in model: capitalised words as actors, 'said' sentences as positions."""
+    tool = request["tools"][0]["function"]
+    lines = article_lines(request)
+    if tool["name"] == "ActorsDraft":
+        names = []
+        for text in lines.values():
+            for w in re.findall(r"\b[A-Z][a-z]{3,}\b", text):
+                if w not in names and len(names) < 3:
+                    names.append(w)
+        return tool_reply({"actors": [{"name": n, "kind": "other", "role": None, "country": None,
+                                       "mentions": [n]} for n in names]})
+    enum = tool["parameters"]["$defs"]["PositionDraft"]["properties"]["actor"].get("enum") or []
+    positions = [{"s": n, "actor": enum[0], "topic": "statement", "stance": t[:60]}
+                 for n, t in lines.items() if enum and " said" in t][:3]
+    return tool_reply({"demands": [], "positions": positions})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_Server"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # /v1/models
+        self._send(Reply({"object": "list", "data": [{"id": "scripted", "object": "model"}]}))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        owner = self.server.owner
+        with owner.lock:
+            owner.requests.append(request)
+            index = len(owner.requests) - 1
+        reply = owner.reply_for(request, index)
+        if reply.delay:
+            time.sleep(reply.delay)
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in reply.headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if reply.drop:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: "ScriptedServer"
+
+
+class ScriptedServer:
+    """Serves replies from a list (in order; the last repeats) or from a function of the request."""
+
+    def __init__(self, script: Union[list[Reply], Callable[[dict], Reply]] = heuristic_reply):
+        self.script = script
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL for OpenAI clients (…/v1)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def reply_for(self, request: dict, index: int) -> Reply:
+        if callable(self.script):
+            return self.script(request)
+        return self.script[min(index, len(self.script) - 1)]
+
+    def start(self) -> "ScriptedServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def main() -> None:  # pragma: no cover - manual use: python -m summarizer.testing
+    with ScriptedServer() as s:
+        print(s.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
