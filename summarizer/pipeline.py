@@ -21,7 +21,7 @@ from . import __version__
 from .backends import Backend, ExtractionError, get_backend
 from .drafts import ActorsDraft, ExtractionContext, statements_model, to_actors, to_statements
 from .figures import extract_figures
-from .prompts import Prompts, load_prompts
+from .templates import Prompts, load_prompts
 from .schema import Actor, ArticleRecord, Demand, Position, Provenance, Usage
 from .text import Article, Sentence, parse_article
 

@@ -39,6 +39,8 @@ class Evidence(BaseModel):
 
 
 class Actor(BaseModel):
+    """A person, state, organisation, armed group or group, with its verbatim mentions."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     kind: ActorKind
@@ -48,6 +50,8 @@ class Actor(BaseModel):
 
 
 class Position(BaseModel):
+    """A view an actor states (support, opposition, assessment, claim, denial)."""
+
     model_config = ConfigDict(extra="forbid")
     actor: str
     topic: str
@@ -56,6 +60,8 @@ class Position(BaseModel):
 
 
 class Demand(BaseModel):
+    """A call by an actor on other actors (the addressees) to do or stop doing something."""
+
     model_config = ConfigDict(extra="forbid")
     actor: str
     addressees: list[str] = Field(default_factory=list)
@@ -64,6 +70,8 @@ class Demand(BaseModel):
 
 
 class Figure(BaseModel):
+    """A number the article states, with its unit and hedge qualifier."""
+
     model_config = ConfigDict(extra="forbid")
     value: float
     unit: str
@@ -73,6 +81,8 @@ class Figure(BaseModel):
 
 
 class Usage(BaseModel):
+    """Token usage and model calls for one article."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model_calls: int = 0

@@ -1,0 +1,138 @@
+"""Re-ask and drop of ungrounded items, and transport retries, against a real loopback server."""
+import time
+
+import pytest
+
+from summarizer import ExtractionError, Summarizer
+from summarizer.testing import ScriptedServer, error_reply, tool_reply
+
+GOOD_ACTORS = {"actors": [
+    {"name": "Valmont", "kind": "state", "role": None, "country": "Valmont", "mentions": ["The Valmont government"]},
+    {"name": "Ostrava", "kind": "state", "role": None, "country": "Ostrava", "mentions": ["Ostrava"]}]}
+GOOD_STATEMENTS = {"demands": [{"s": 1, "actor": "Valmont", "addressees": ["Ostrava"], "action": "withdraw troops"}],
+                   "positions": [{"s": 2, "actor": "Ostrava", "topic": "troops", "stance": "on exercises"}]}
+
+
+def by_tool(actors: list, statements: list):
+    """Reply per tool in order (the last reply repeats)."""
+    seen = {"ActorsDraft": 0, "Statements": 0}
+
+    def reply(request):
+        name = request["tools"][0]["function"]["name"]
+        script = actors if name == "ActorsDraft" else statements
+        i = seen[name]
+        seen[name] += 1
+        return script[min(i, len(script) - 1)]
+    return reply
+
+
+def run(server, text, **kw):
+    s = Summarizer("openai", "scripted", base_url=server.url, api_key="x", **kw)
+    try:
+        return s.summarize(text)
+    finally:
+        s.close()
+
+
+def test_happy_path_is_grounded(short_text):
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(GOOD_STATEMENTS)])) as srv:
+        rec = run(srv, short_text)
+    assert [a.name for a in rec.actors] == ["Valmont", "Ostrava"]
+    d = rec.demands[0]
+    assert (d.actor, d.addressees) == ("Valmont", ["Ostrava"])
+    assert short_text[d.evidence.start:d.evidence.end] == d.evidence.quote
+    assert d.evidence.quote == "The Valmont government urged Ostrava to withdraw its troops from the border."
+    assert rec.provenance.attempts == 2 and rec.provenance.retries == 0
+    assert rec.provenance.usage.prompt_tokens == 200
+    assert [f.value for f in rec.figures] == [300.0]
+
+
+def test_ungrounded_mention_is_reasked_with_the_error(short_text):
+    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], mentions=["Valmont City"]), GOOD_ACTORS["actors"][1]]}
+    with ScriptedServer(by_tool([tool_reply(bad), tool_reply(GOOD_ACTORS)], [tool_reply(GOOD_STATEMENTS)])) as srv:
+        rec = run(srv, short_text)
+        reask = srv.requests[1]["messages"]
+    assert "Valmont City" in str(reask[-1]) and "not exact words of the article" in str(reask[-1])
+    assert rec.actors[0].mentions == ["The Valmont government"]
+    assert rec.provenance.retries == 1 and rec.provenance.dropped == {}
+
+
+def test_still_ungrounded_after_retries_is_dropped_and_counted(short_text):
+    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"]),
+                      GOOD_ACTORS["actors"][1]]}
+    with ScriptedServer(by_tool([tool_reply(bad)], [tool_reply({"demands": [], "positions": []})])) as srv:
+        rec = run(srv, short_text, max_retries=1)
+        actor_calls = sum(r["tools"][0]["function"]["name"] == "ActorsDraft" for r in srv.requests)
+    assert actor_calls == 2
+    assert [a.name for a in rec.actors] == ["Ostrava"]
+    assert rec.provenance.dropped == {"mentions": 1, "actors": 1}
+
+
+def test_sentence_that_does_not_exist_is_reasked_then_dropped(short_text):
+    bad = {"demands": [{"s": 99, "actor": "Valmont", "addressees": ["Ostrava"], "action": "withdraw"}],
+           "positions": GOOD_STATEMENTS["positions"]}
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)])) as srv:
+        rec = run(srv, short_text, max_retries=2)
+        statement_calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"]
+    assert len(statement_calls) == 3
+    assert "sentence number 99 does not exist" in str(statement_calls[1]["messages"][-1])
+    assert rec.demands == [] and len(rec.positions) == 1
+    assert rec.provenance.dropped == {"demands": 1}
+
+
+def test_unknown_actor_name_is_reasked(short_text):
+    bad = {"demands": [{"s": 1, "actor": "Moscow", "addressees": [], "action": "withdraw"}], "positions": []}
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad), tool_reply(GOOD_STATEMENTS)])) as srv:
+        rec = run(srv, short_text)
+        msgs = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"][1]["messages"]
+    assert "'Moscow' is not one of the actors" in str(msgs[-1])
+    assert rec.demands[0].actor == "Valmont"
+
+
+def test_malformed_json_is_reasked(short_text):
+    with ScriptedServer(by_tool([tool_reply('{"actors": [ {"name": '), tool_reply(GOOD_ACTORS)],
+                                [tool_reply(GOOD_STATEMENTS)])) as srv:
+        rec = run(srv, short_text)
+    assert len(rec.actors) == 2 and rec.provenance.retries == 1
+
+
+def test_statement_enums_are_in_the_tool_schema(short_text):
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(GOOD_STATEMENTS)])) as srv:
+        run(srv, short_text)
+        schema = srv.requests[1]["tools"][0]["function"]["parameters"]
+    demand = schema["$defs"]["DemandDraft"]["properties"]
+    assert demand["s"]["enum"] == [1, 2, 3]
+    assert demand["actor"]["enum"] == ["Valmont", "Ostrava"]
+    assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statements"
+
+
+def test_429_is_retried_after_the_requested_delay(short_text):
+    script = [error_reply(429, "slow down", retry_after=0.5), tool_reply(GOOD_ACTORS), tool_reply(GOOD_STATEMENTS)]
+    with ScriptedServer(script) as srv:
+        t0 = time.perf_counter()
+        s = Summarizer("openai", "scripted", base_url=srv.url, api_key="x")
+        s.summarize(short_text)
+        assert time.perf_counter() - t0 >= 0.5
+        assert len(srv.requests) == 3
+        assert s.backend.transport_attempts == 3
+
+
+def test_persistent_5xx_ends_in_one_clear_error(short_text):
+    with ScriptedServer([error_reply(503, "overloaded")]) as srv:
+        s = Summarizer("openai", "scripted", base_url=srv.url, api_key="x", transport_retries=2, backoff_max=0.1)
+        with pytest.raises(ExtractionError) as info:
+            s.summarize(short_text)
+        assert len(srv.requests) == 3  # bounded: 1 + 2 retries
+    e = info.value
+    assert e.kind == "transport" and "503" in str(e) and e.attempts == 1
+
+
+def test_validation_failure_error_carries_attempts_usage_and_raw(short_text):
+    with ScriptedServer([tool_reply('not json at all')]) as srv:
+        s = Summarizer("openai", "scripted", base_url=srv.url, api_key="x", max_retries=1)
+        with pytest.raises(ExtractionError) as info:
+            s.summarize(short_text)
+    e = info.value
+    assert e.kind == "validation" and e.attempts == 2
+    assert e.last_raw == "not json at all"
+    assert e.usage["prompt_tokens"] == 200
