@@ -36,18 +36,31 @@ def _ctx(info: ValidationInfo) -> ExtractionContext | None:
     return (info.context or {}).get("extraction") if info.context else None
 
 
+def _verbatim(mention: str, text: str) -> str | None:
+    """The mention as the article spells it: exact, or the article's own casing of it."""
+    mention = mention.strip()
+    if not mention:
+        return None
+    if mention in text:
+        return mention
+    i = text.casefold().find(mention.casefold())
+    if i >= 0 and len(text.casefold()) == len(text):
+        return text[i:i + len(mention)]
+    return None
+
+
 class ActorDraft(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     kind: ActorKind
     role: Optional[str] = None
     country: Optional[str] = None
-    mentions: list[str] = Field(default_factory=list, max_length=12)
+    mentions: list[str] = Field(default_factory=list, max_length=6)
 
 
 class ActorsDraft(BaseModel):
     """The actors of the article, each with the verbatim words the article uses for it."""
 
-    actors: list[ActorDraft] = Field(default_factory=list, max_length=30)
+    actors: list[ActorDraft] = Field(default_factory=list, max_length=24)
 
     @model_validator(mode="after")
     def _grounded(self, info: ValidationInfo) -> "ActorsDraft":
@@ -57,23 +70,21 @@ class ActorsDraft(BaseModel):
         text = ctx.article
         problems, kept, seen = [], [], set()
         for a in self.actors:
-            bad = [m for m in a.mentions if m not in text]
-            if bad and not ctx.last_attempt:
-                problems.append(f"actor {a.name!r}: mentions {bad} are not exact words of the article; "
-                                f"copy each mention character for character from the article or leave it out")
-                continue
-            if bad:
-                ctx.dropped["mentions"] += len(bad)
-            a.mentions = list(dict.fromkeys(m for m in a.mentions if m in text))
-            if not a.mentions and a.name in text:
-                a.mentions = [a.name]
-            if not a.mentions:
+            good = list(dict.fromkeys(filter(None, (_verbatim(m, text) for m in a.mentions))))
+            if not good and a.name in text:
+                good = [a.name]
+            if not good:
+                # nothing locates this actor in the text: re-ask, and drop it on the last attempt
                 if not ctx.last_attempt:
-                    problems.append(f"actor {a.name!r} has no mention found in the article; give the exact words "
-                                    f"the article uses for it, or leave the actor out")
+                    problems.append(f"actor {a.name!r}: none of its mentions {a.mentions} are exact words of "
+                                    f"the article; copy the words the article uses for it, or leave it out")
                 else:
                     ctx.dropped["actors"] += 1
                 continue
+            # the actor is grounded; its mentions that are not verbatim are dropped and counted
+            if len(good) < len(set(a.mentions)):
+                ctx.dropped["mentions"] += len(set(a.mentions)) - len(good)
+            a.mentions = good
             key = a.name.casefold()
             if key in seen:
                 continue
@@ -85,60 +96,56 @@ class ActorsDraft(BaseModel):
         return self
 
 
-def statements_model(sentence_numbers: list[int], names: list[str]) -> type[BaseModel]:
-    """A draft model whose sentence numbers and actor names are enums of the allowed values."""
-    S = Literal[tuple(sentence_numbers)] if sentence_numbers else int  # type: ignore[valid-type]
+def sentence_model(names: list[str]) -> type[BaseModel]:
+    """Draft model for one sentence: its demands/positions, holders and addressees as enums of `names`."""
     N = Literal[tuple(names)] if names else str  # type: ignore[valid-type]
-    allowed_s, allowed_n = set(sentence_numbers), set(names)
-
-    PositionDraft = create_model("PositionDraft", s=(S, ...), actor=(N, ...),
-                                 topic=(str, Field(max_length=120)), stance=(str, Field(max_length=240)))
-    DemandDraft = create_model("DemandDraft", s=(S, ...), actor=(N, ...),
-                               addressees=(list[N], Field(default_factory=list, max_length=8)),
-                               action=(str, Field(max_length=240)))
+    allowed = set(names)
+    Item = create_model(
+        "Item",
+        type=(Literal["demand", "position"], ...),
+        actor=(N, ...),
+        addressees=(list[N], Field(default_factory=list, max_length=6)),
+        topic=(str, Field(max_length=80)),
+        text=(str, Field(max_length=200)),
+    )
 
     def _check(cls, data: Any, info: ValidationInfo):
         ctx = _ctx(info)
-        if not isinstance(data, dict) or ctx is None:
+        if not isinstance(data, dict) or ctx is None or not allowed:
             return data
-        problems = []
-        for key in ("demands", "positions"):
-            items = data.get(key) or []
-            if not isinstance(items, list):
-                continue
-            kept = []
-            for i, item in enumerate(items):
-                if not isinstance(item, dict):
-                    continue
-                errs = []
-                if item.get("s") not in allowed_s:
-                    errs.append(f"sentence number {item.get('s')!r} does not exist (use one of the [n] numbers)")
-                if allowed_n and item.get("actor") not in allowed_n:
-                    errs.append(f"actor {item.get('actor')!r} is not one of the actors {sorted(allowed_n)}")
-                adds = item.get("addressees") or []
-                bad_adds = [a for a in adds if allowed_n and a not in allowed_n] if isinstance(adds, list) else adds
-                if bad_adds:
-                    if ctx.last_attempt:
-                        item = {**item, "addressees": [a for a in adds if a in allowed_n]}
-                        ctx.dropped["addressees"] += len(bad_adds)
-                    else:
-                        errs.append(f"addressees {bad_adds} are not among the actors {sorted(allowed_n)}")
-                if errs and not ctx.last_attempt:
-                    problems.append(f"{key}[{i}]: " + "; ".join(errs))
-                if errs and ctx.last_attempt:
-                    ctx.dropped[key] += 1
-                    continue
+        items = data.get("items")
+        if not isinstance(items, list):
+            return data
+        problems, kept = [], []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
                 kept.append(item)
-            data = {**data, key: kept}
+                continue
+            errs = []
+            if item.get("actor") not in allowed:
+                errs.append(f"actor {item.get('actor')!r} is not one of the actors {sorted(allowed)}")
+            adds = item.get("addressees") or []
+            bad = [a for a in adds if a not in allowed] if isinstance(adds, list) else []
+            if bad:
+                if ctx.last_attempt:
+                    item = {**item, "addressees": [a for a in adds if a in allowed]}
+                    ctx.dropped["addressees"] += len(bad)
+                else:
+                    errs.append(f"addressees {bad} are not among the actors {sorted(allowed)}")
+            if errs and not ctx.last_attempt:
+                problems.append(f"items[{i}]: " + "; ".join(errs))
+            elif errs:
+                ctx.dropped[(item.get("type") or "item") + "s"] += 1
+                continue
+            kept.append(item)
         if problems:
             raise ValueError("; ".join(problems))
-        return data
+        return {**data, "items": kept}
 
     return create_model(
         "Statements",
-        __doc__="Demands and positions stated in the article, each pointing at the sentence that states it.",
-        demands=(list[DemandDraft], Field(default_factory=list, max_length=30)),
-        positions=(list[PositionDraft], Field(default_factory=list, max_length=30)),
+        __doc__="The demands and positions the given sentence states (often none or one).",
+        items=(list[Item], Field(default_factory=list, max_length=3)),
         __validators__={"_check": model_validator(mode="before")(_check)},
     )
 
@@ -149,25 +156,16 @@ def to_actors(draft: ActorsDraft) -> list[Actor]:
                   mentions=a.mentions) for a in draft.actors]
 
 
-def to_statements(draft: BaseModel, sentences: dict[int, Sentence]) -> tuple[list[Position], list[Demand]]:
-    """Public positions and demands; evidence is the pointed sentence with its exact offsets."""
-    positions, demands, seen = [], [], set()
-
-    def ev(n: int) -> Evidence:
-        s = sentences[n]
-        return Evidence(quote=s.text, start=s.start, end=s.end)
-
-    for d in draft.demands:
-        key = ("d", d.s, d.actor, d.action.strip().casefold())
-        if key in seen:
-            continue
-        seen.add(key)
-        adds = [a for a in dict.fromkeys(d.addressees) if a != d.actor]
-        demands.append(Demand(actor=d.actor, addressees=adds, action=d.action.strip(), evidence=ev(d.s)))
-    for p in draft.positions:
-        key = ("p", p.s, p.actor, p.stance.strip().casefold())
-        if key in seen:
-            continue
-        seen.add(key)
-        positions.append(Position(actor=p.actor, topic=p.topic.strip(), stance=p.stance.strip(), evidence=ev(p.s)))
+def to_statements(draft: BaseModel, sentence: Sentence) -> tuple[list[Position], list[Demand]]:
+    """Public positions and demands of one sentence; evidence is the sentence with its exact offsets."""
+    positions, demands = [], []
+    ev = Evidence(quote=sentence.text, start=sentence.start, end=sentence.end)
+    for it in draft.items:
+        text = it.text.strip() or sentence.text[:120]
+        if it.type == "demand":
+            adds = [a for a in dict.fromkeys(it.addressees) if a != it.actor]
+            demands.append(Demand(actor=it.actor, addressees=adds, action=text, evidence=ev))
+        else:
+            positions.append(Position(actor=it.actor, topic=it.topic.strip() or "statement", stance=text,
+                                      evidence=ev))
     return positions, demands

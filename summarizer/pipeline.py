@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -19,13 +20,29 @@ from typing import Any
 
 from . import __version__
 from .backends import Backend, ExtractionError, get_backend
-from .drafts import ActorsDraft, ExtractionContext, statements_model, to_actors, to_statements
+from .drafts import ActorsDraft, ExtractionContext, sentence_model, to_actors, to_statements
 from .figures import extract_figures
 from .templates import Prompts, load_prompts
 from .schema import Actor, ArticleRecord, Demand, Position, Provenance, Usage
 from .text import Article, Sentence, parse_article
 
 _TOOL_OVERHEAD = 700  # tokens for the tool schema and chat template around the system prompt
+
+
+_CUE = re.compile(
+    r"[\"“”]|\b(?:said|says|say|told|tells|stated|states|added|argued|insist\w*|warn\w*|urg\w*|call\w*|"
+    r"demand\w*|ask\w*|accus\w*|den(?:y|ied|ies)|claim\w*|believ\w*|hope\w*|want\w*|expect\w*|must|should|"
+    r"need\w*|reject\w*|refus\w*|critici[sz]\w*|condemn\w*|welcom\w*|back\w*|support\w*|oppos\w*|"
+    r"agree\w*|propos\w*|pledg\w*|promis\w*|vow\w*|threat\w*|announc\w*|declar\w*|confirm\w*|"
+    r"reiterat\w*|stress\w*|express\w*|blam\w*|press\w*|suggest\w*|according|concern\w*|"
+    r"object\w*|appeal\w*|recogni[sz]\w*|dismiss\w*|describ\w*|insist\w*|acknowledg\w*|admit\w*|"
+    r"plan\w*|intend\w*|seek\w*|sought|argu\w*|view\w*|think\w*|consider\w*|regard\w*)\b",
+    re.I)
+
+
+def is_candidate(sentence: str) -> bool:
+    """Whether a sentence can state a demand or position (a quotation or a reporting/stance word)."""
+    return bool(_CUE.search(sentence))
 
 
 class ArticleError(ValueError):
@@ -93,19 +110,28 @@ class Summarizer:
             [system, {"role": "user", "content": self.prompts.actors}], ActorsDraft, ctx, self.max_retries)
         usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
         dropped.update(ctx.dropped)
+        dropped["_calls"] += 1
         actors = to_actors(draft)
         if not actors:
             return [], [], []
         names = [a.name for a in actors]
-        listing = ", ".join(json.dumps(a.name, ensure_ascii=False) + f" ({a.kind})" for a in actors)
-        model = statements_model([s.n for s in sents], names)
-        ctx = ExtractionContext(article.text)
-        sdraft, st = self.backend.structured(
-            [system, {"role": "user", "content": self.prompts.statements.substitute(actors=listing)}],
-            model, ctx, self.max_retries)
-        usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
-        dropped.update(ctx.dropped)
-        positions, demands = to_statements(sdraft, {s.n: s for s in sents})
+        listing = ", ".join(json.dumps(a.name, ensure_ascii=False) for a in actors)
+        model = sentence_model(names)
+        positions: list[Position] = []
+        demands: list[Demand] = []
+        for sent in sents:
+            if not is_candidate(sent.text):
+                continue
+            ctx = ExtractionContext(article.text)
+            user = self.prompts.statements.substitute(actors=listing, sentence=f"[{sent.n}] {sent.text}")
+            sdraft, st = self.backend.structured([system, {"role": "user", "content": user}], model, ctx,
+                                                 self.max_retries)
+            usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
+            dropped.update(ctx.dropped)
+            dropped["_calls"] += 1
+            p, d = to_statements(sdraft, sent)
+            positions += p
+            demands += d
         return actors, positions, demands
 
     # -- public -------------------------------------------------------------------------
@@ -135,10 +161,11 @@ class Summarizer:
         demands = _dedupe(demands, lambda x: (x.evidence.start, x.actor, x.action.casefold()))
         figures = extract_figures(article)
         calls = usage.model_calls
+        retries = calls - dropped.pop("_calls", 0)
         prov = Provenance(
             backend=self.backend.name, model=self.backend.model_id, model_sha256=self.backend.model_sha256,
             prompt_version=self.prompts.version, decoding=self.backend.decoding, usage=usage,
-            attempts=calls, retries=calls - 2 * len(chunks) if chunks else 0, dropped=dict(dropped),
+            attempts=calls, retries=retries, dropped=dict(dropped),
             latency_s=round(time.perf_counter() - t0, 3), article_sha256=article.sha256,
             chunks=len(chunks), created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             summarizer_version=__version__,

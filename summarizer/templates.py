@@ -14,7 +14,7 @@ from string import Template
 FILES = ("system.txt", "actors.txt", "statements.txt", "example_article.txt",
          "example_actors.json", "example_statements.json")
 _PLACEHOLDERS = {"system.txt": {"article", "example_article", "example_actors", "example_statements"},
-                 "statements.txt": {"actors"}, "actors.txt": set()}
+                 "statements.txt": {"actors", "sentence"}, "actors.txt": set()}
 
 
 class PromptError(ValueError):

@@ -68,10 +68,13 @@ def heuristic_reply(request: dict) -> Reply:
                     names.append(w)
         return tool_reply({"actors": [{"name": n, "kind": "other", "role": None, "country": None,
                                        "mentions": [n]} for n in names]})
-    enum = tool["parameters"]["$defs"]["PositionDraft"]["properties"]["actor"].get("enum") or []
-    positions = [{"s": n, "actor": enum[0], "topic": "statement", "stance": t[:60]}
-                 for n, t in lines.items() if enum and " said" in t][:3]
-    return tool_reply({"demands": [], "positions": positions})
+    enum = tool["parameters"]["$defs"]["Item"]["properties"]["actor"].get("enum") or []
+    user = request["messages"][-1]["content"]
+    m = re.search(r"^Sentence \[\d+\] (.*)$", user, re.M)
+    sentence = m.group(1) if m else ""
+    items = [{"type": "position", "actor": enum[0], "addressees": [], "topic": "statement",
+              "text": sentence[:60]}] if enum and " said" in sentence else []
+    return tool_reply({"items": items})
 
 
 class _Handler(BaseHTTPRequestHandler):

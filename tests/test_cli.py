@@ -61,7 +61,7 @@ def test_folder_run_resume_and_failures(tmp_path, server):
                 ev = item["evidence"]
                 assert text[ev["start"]:ev["end"]] == ev["quote"]
     calls = len(server.requests)
-    assert calls == 6  # two calls per article
+    assert calls == 8  # per article: one actors call + one call per candidate sentence
 
     # rerun: nothing recomputed
     r = cli(*args)
@@ -72,7 +72,7 @@ def test_folder_run_resume_and_failures(tmp_path, server):
     (inp / "a.txt").write_text(ARTICLES["a.txt"] + "Valmont said talks would go on.\n")
     r = cli(*args)
     assert "1 summarised, 2 up to date, 2 failed" in r.stderr
-    assert len(server.requests) == calls + 2
+    assert len(server.requests) == calls + 4
     r = cli(*args, "--no-cache")
     assert "3 summarised, 0 up to date, 2 failed" in r.stderr
     assert len((out / "records.jsonl").read_text().splitlines()) == 3

@@ -9,8 +9,12 @@ from summarizer.testing import ScriptedServer, error_reply, tool_reply
 GOOD_ACTORS = {"actors": [
     {"name": "Valmont", "kind": "state", "role": None, "country": "Valmont", "mentions": ["The Valmont government"]},
     {"name": "Ostrava", "kind": "state", "role": None, "country": "Ostrava", "mentions": ["Ostrava"]}]}
-GOOD_STATEMENTS = {"demands": [{"s": 1, "actor": "Valmont", "addressees": ["Ostrava"], "action": "withdraw troops"}],
-                   "positions": [{"s": 2, "actor": "Ostrava", "topic": "troops", "stance": "on exercises"}]}
+S1 = {"items": [{"type": "demand", "actor": "Valmont", "addressees": ["Ostrava"], "topic": "troops",
+                 "text": "withdraw troops"}]}
+S2 = {"items": [{"type": "position", "actor": "Ostrava", "addressees": [], "topic": "troops",
+                 "text": "troops are on exercises"}]}
+NONE = {"items": []}
+GOOD_STATEMENTS = [tool_reply(S1), tool_reply(S2), tool_reply(NONE)]
 
 
 def by_tool(actors: list, statements: list):
@@ -35,24 +39,26 @@ def run(server, text, **kw):
 
 
 def test_happy_path_is_grounded(short_text):
-    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(GOOD_STATEMENTS)])) as srv:
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
     assert [a.name for a in rec.actors] == ["Valmont", "Ostrava"]
     d = rec.demands[0]
     assert (d.actor, d.addressees) == ("Valmont", ["Ostrava"])
     assert short_text[d.evidence.start:d.evidence.end] == d.evidence.quote
     assert d.evidence.quote == "The Valmont government urged Ostrava to withdraw its troops from the border."
-    assert rec.provenance.attempts == 2 and rec.provenance.retries == 0
-    assert rec.provenance.usage.prompt_tokens == 200
+    assert rec.positions[0].actor == "Ostrava" and rec.positions[0].stance == "troops are on exercises"
+    assert rec.provenance.attempts == 4 and rec.provenance.retries == 0  # actors + 3 sentences
+    assert rec.provenance.usage.prompt_tokens == 400
     assert [f.value for f in rec.figures] == [300.0]
 
 
-def test_ungrounded_mention_is_reasked_with_the_error(short_text):
-    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], mentions=["Valmont City"]), GOOD_ACTORS["actors"][1]]}
-    with ScriptedServer(by_tool([tool_reply(bad), tool_reply(GOOD_ACTORS)], [tool_reply(GOOD_STATEMENTS)])) as srv:
+def test_ungrounded_actor_is_reasked_with_the_error(short_text):
+    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"]),
+                      GOOD_ACTORS["actors"][1]]}
+    with ScriptedServer(by_tool([tool_reply(bad), tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
         reask = srv.requests[1]["messages"]
-    assert "Valmont City" in str(reask[-1]) and "not exact words of the article" in str(reask[-1])
+    assert "Valmont City" in str(reask[-1]) and "are exact words of the article" in str(reask[-1])
     assert rec.actors[0].mentions == ["The Valmont government"]
     assert rec.provenance.retries == 1 and rec.provenance.dropped == {}
 
@@ -60,29 +66,38 @@ def test_ungrounded_mention_is_reasked_with_the_error(short_text):
 def test_still_ungrounded_after_retries_is_dropped_and_counted(short_text):
     bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"]),
                       GOOD_ACTORS["actors"][1]]}
-    with ScriptedServer(by_tool([tool_reply(bad)], [tool_reply({"demands": [], "positions": []})])) as srv:
+    with ScriptedServer(by_tool([tool_reply(bad)], [tool_reply(NONE)])) as srv:
         rec = run(srv, short_text, max_retries=1)
         actor_calls = sum(r["tools"][0]["function"]["name"] == "ActorsDraft" for r in srv.requests)
     assert actor_calls == 2
     assert [a.name for a in rec.actors] == ["Ostrava"]
-    assert rec.provenance.dropped == {"mentions": 1, "actors": 1}
+    assert rec.provenance.dropped == {"actors": 1}
 
 
-def test_sentence_that_does_not_exist_is_reasked_then_dropped(short_text):
-    bad = {"demands": [{"s": 99, "actor": "Valmont", "addressees": ["Ostrava"], "action": "withdraw"}],
-           "positions": GOOD_STATEMENTS["positions"]}
+def test_non_verbatim_mentions_of_a_grounded_actor_are_dropped_without_reask(short_text):
+    actors = {"actors": [dict(GOOD_ACTORS["actors"][0], mentions=["the valmont government", "Valmont's army"]),
+                         dict(GOOD_ACTORS["actors"][1], mentions=["Ostrava", "Ostrava City"])]}
+    with ScriptedServer(by_tool([tool_reply(actors)], GOOD_STATEMENTS)) as srv:
+        rec = run(srv, short_text)
+    assert rec.actors[0].mentions == ["The Valmont government"]  # the article's own casing
+    assert rec.actors[1].mentions == ["Ostrava"]
+    assert rec.provenance.dropped == {"mentions": 2} and rec.provenance.retries == 0
+
+
+def test_unknown_holder_is_reasked_then_dropped(short_text):
+    bad = {"items": [{"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t", "text": "withdraw"}]}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)])) as srv:
         rec = run(srv, short_text, max_retries=2)
-        statement_calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"]
-    assert len(statement_calls) == 3
-    assert "sentence number 99 does not exist" in str(statement_calls[1]["messages"][-1])
-    assert rec.demands == [] and len(rec.positions) == 1
-    assert rec.provenance.dropped == {"demands": 1}
+        calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"]
+    assert len(calls) == 9  # 3 sentences x 3 attempts
+    assert "'Moscow' is not one of the actors" in str(calls[1]["messages"][-1])
+    assert rec.demands == [] and rec.positions == []
+    assert rec.provenance.dropped == {"demands": 3}
 
 
 def test_unknown_actor_name_is_reasked(short_text):
-    bad = {"demands": [{"s": 1, "actor": "Moscow", "addressees": [], "action": "withdraw"}], "positions": []}
-    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad), tool_reply(GOOD_STATEMENTS)])) as srv:
+    bad = {"items": [{"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t", "text": "withdraw"}]}
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)] + GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
         msgs = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"][1]["messages"]
     assert "'Moscow' is not one of the actors" in str(msgs[-1])
@@ -91,30 +106,31 @@ def test_unknown_actor_name_is_reasked(short_text):
 
 def test_malformed_json_is_reasked(short_text):
     with ScriptedServer(by_tool([tool_reply('{"actors": [ {"name": '), tool_reply(GOOD_ACTORS)],
-                                [tool_reply(GOOD_STATEMENTS)])) as srv:
+                                GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
     assert len(rec.actors) == 2 and rec.provenance.retries == 1
 
 
 def test_statement_enums_are_in_the_tool_schema(short_text):
-    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(GOOD_STATEMENTS)])) as srv:
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         run(srv, short_text)
         schema = srv.requests[1]["tools"][0]["function"]["parameters"]
-    demand = schema["$defs"]["DemandDraft"]["properties"]
-    assert demand["s"]["enum"] == [1, 2, 3]
-    assert demand["actor"]["enum"] == ["Valmont", "Ostrava"]
+    item = schema["$defs"]["Item"]["properties"]
+    assert item["actor"]["enum"] == ["Valmont", "Ostrava"]
+    assert item["addressees"]["items"]["enum"] == ["Valmont", "Ostrava"]
+    assert item["type"]["enum"] == ["demand", "position"]
     assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statements"
 
 
 def test_429_is_retried_after_the_requested_delay(short_text):
-    script = [error_reply(429, "slow down", retry_after=0.5), tool_reply(GOOD_ACTORS), tool_reply(GOOD_STATEMENTS)]
+    script = [error_reply(429, "slow down", retry_after=0.5), tool_reply(GOOD_ACTORS)] + GOOD_STATEMENTS
     with ScriptedServer(script) as srv:
         t0 = time.perf_counter()
         s = Summarizer("openai", "scripted", base_url=srv.url, api_key="x")
         s.summarize(short_text)
         assert time.perf_counter() - t0 >= 0.5
-        assert len(srv.requests) == 3
-        assert s.backend.transport_attempts == 3
+        assert len(srv.requests) == 5
+        assert s.backend.transport_attempts == 5
 
 
 def test_persistent_5xx_ends_in_one_clear_error(short_text):
