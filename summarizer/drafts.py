@@ -8,6 +8,7 @@ last attempt they drop it instead and count it in ExtractionContext.dropped.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
@@ -54,13 +55,13 @@ class ActorDraft(BaseModel):
     kind: ActorKind
     role: Optional[str] = None
     country: Optional[str] = None
-    mentions: list[str] = Field(default_factory=list, max_length=6)
+    mentions: list[str] = Field(default_factory=list, max_length=4)
 
 
 class ActorsDraft(BaseModel):
     """The actors of the article, each with the verbatim words the article uses for it."""
 
-    actors: list[ActorDraft] = Field(default_factory=list, max_length=24)
+    actors: list[ActorDraft] = Field(default_factory=list, max_length=16)
 
     @model_validator(mode="after")
     def _grounded(self, info: ValidationInfo) -> "ActorsDraft":
@@ -97,57 +98,82 @@ class ActorsDraft(BaseModel):
 
 
 def sentence_model(names: list[str]) -> type[BaseModel]:
-    """Draft model for one sentence: its demands/positions, holders and addressees as enums of `names`."""
+    """Draft model for one sentence: what it states (demand, position or none), its holder and
+    addressees as enums of `names`, and a topic of a few words."""
     N = Literal[tuple(names)] if names else str  # type: ignore[valid-type]
     allowed = set(names)
-    Item = create_model(
-        "Item",
-        type=(Literal["demand", "position"], ...),
-        actor=(N, ...),
-        addressees=(list[N], Field(default_factory=list, max_length=6)),
-        topic=(str, Field(max_length=80)),
-        text=(str, Field(max_length=200)),
-    )
 
     def _check(cls, data: Any, info: ValidationInfo):
         ctx = _ctx(info)
-        if not isinstance(data, dict) or ctx is None or not allowed:
+        if not isinstance(data, dict) or ctx is None or not allowed or data.get("type") == "none":
             return data
-        items = data.get("items")
-        if not isinstance(items, list):
-            return data
-        problems, kept = [], []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                kept.append(item)
-                continue
-            errs = []
-            if item.get("actor") not in allowed:
-                errs.append(f"actor {item.get('actor')!r} is not one of the actors {sorted(allowed)}")
-            adds = item.get("addressees") or []
-            bad = [a for a in adds if a not in allowed] if isinstance(adds, list) else []
-            if bad:
-                if ctx.last_attempt:
-                    item = {**item, "addressees": [a for a in adds if a in allowed]}
-                    ctx.dropped["addressees"] += len(bad)
-                else:
-                    errs.append(f"addressees {bad} are not among the actors {sorted(allowed)}")
-            if errs and not ctx.last_attempt:
-                problems.append(f"items[{i}]: " + "; ".join(errs))
-            elif errs:
-                ctx.dropped[(item.get("type") or "item") + "s"] += 1
-                continue
-            kept.append(item)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return {**data, "items": kept}
+        errs = []
+        if data.get("actor") not in allowed:
+            errs.append(f"actor {data.get('actor')!r} is not one of the actors {sorted(allowed)}")
+        adds = data.get("addressees") or []
+        bad = [a for a in adds if a not in allowed] if isinstance(adds, list) else []
+        if bad:
+            if ctx.last_attempt:
+                data = {**data, "addressees": [a for a in adds if a in allowed]}
+                ctx.dropped["addressees"] += len(bad)
+            else:
+                errs.append(f"addressees {bad} are not among the actors {sorted(allowed)}")
+        if errs and not ctx.last_attempt:
+            raise ValueError("; ".join(errs))
+        if errs:
+            ctx.dropped[f"{data.get('type')}s"] += 1
+            return {"type": "none"}
+        return data
 
     return create_model(
-        "Statements",
-        __doc__="The demands and positions the given sentence states (often none or one).",
-        items=(list[Item], Field(default_factory=list, max_length=3)),
+        "Statement",
+        __doc__="What the given sentence states: a demand, a position, or none.",
+        type=(Literal["demand", "position", "none"], ...),
+        actor=(Optional[N], None),
+        addressees=(list[N], Field(default_factory=list, max_length=6)),
+        topic=(str, Field(default="", max_length=60)),
         __validators__={"_check": model_validator(mode="before")(_check)},
     )
+
+
+_DEMAND_TO = re.compile(
+    r"\b(?:call(?:ed|s|ing)? (?:on|for)|urg\w*|ask\w*|press\w*|demand\w*|told|tell\w*|appeal\w*|"
+    r"want\w*|insist\w*|persuad\w*|invit\w*|encourag\w*)\b(.*)", re.I)
+_MUST = re.compile(r"\b(?:must|should|needs? to|has to|have to|ought to)\b(.*)", re.I)
+_SAID = re.compile(r"\b(?:said|says|say|stated|told \w+|added|argued|insisted|warned|claimed|believes?|"
+                   r"hopes?|declared|stressed|noted|confirmed|reiterated|denied|accused|blamed)\b,?\s*(?:that\s+)?(.*)",
+                   re.I)
+_QUOTE = re.compile(r"[\"“]([^\"”]{12,})[\"”]")
+
+
+def _clause(s: str, words: int = 16) -> str:
+    s = re.split(r"(?<=[^A-Z])[.;](?:\s|$)", s.strip(" ,:"), maxsplit=1)[0]
+    s = re.split(r",\s+(?:stated|said|says|added|according|declared|told)\b", s, maxsplit=1)[0]
+    w = s.split()
+    return " ".join(w[:words]) + (" …" if len(w) > words else "")
+
+
+def paraphrase(kind: str, sentence: str) -> str:
+    """The demanded action or the stated view, taken from the sentence's own words."""
+    if kind == "demand":
+        m = _DEMAND_TO.search(sentence)
+        if m:
+            rest = m.group(1)
+            to = re.search(r"\bto\s+(.*)", rest)
+            if to:
+                return _clause(to.group(1))
+            if rest.strip():
+                return _clause(re.sub(r"^\s*(?:for|that)\s+", "", rest))
+        m = _MUST.search(sentence)
+        if m:
+            return _clause(m.group(0))
+    q = _QUOTE.search(sentence)
+    if q:
+        return _clause(q.group(1), 20)
+    m = _SAID.search(sentence)
+    if m and len(m.group(1).split()) >= 3:
+        return _clause(m.group(1), 20)
+    return _clause(sentence, 20)
 
 
 def to_actors(draft: ActorsDraft) -> list[Actor]:
@@ -158,14 +184,12 @@ def to_actors(draft: ActorsDraft) -> list[Actor]:
 
 def to_statements(draft: BaseModel, sentence: Sentence) -> tuple[list[Position], list[Demand]]:
     """Public positions and demands of one sentence; evidence is the sentence with its exact offsets."""
-    positions, demands = [], []
+    if draft.type == "none" or not draft.actor:
+        return [], []
     ev = Evidence(quote=sentence.text, start=sentence.start, end=sentence.end)
-    for it in draft.items:
-        text = it.text.strip() or sentence.text[:120]
-        if it.type == "demand":
-            adds = [a for a in dict.fromkeys(it.addressees) if a != it.actor]
-            demands.append(Demand(actor=it.actor, addressees=adds, action=text, evidence=ev))
-        else:
-            positions.append(Position(actor=it.actor, topic=it.topic.strip() or "statement", stance=text,
-                                      evidence=ev))
-    return positions, demands
+    text = paraphrase(draft.type, sentence.text)
+    topic = draft.topic.strip() or "statement"
+    if draft.type == "demand":
+        adds = [a for a in dict.fromkeys(draft.addressees) if a != draft.actor]
+        return [], [Demand(actor=draft.actor, addressees=adds, action=text, evidence=ev)]
+    return [Position(actor=draft.actor, topic=topic, stance=text, evidence=ev)], []

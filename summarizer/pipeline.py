@@ -32,11 +32,11 @@ _TOOL_OVERHEAD = 700  # tokens for the tool schema and chat template around the 
 _CUE = re.compile(
     r"[\"“”]|\b(?:said|says|say|told|tells|stated|states|added|argued|insist\w*|warn\w*|urg\w*|call\w*|"
     r"demand\w*|ask\w*|accus\w*|den(?:y|ied|ies)|claim\w*|believ\w*|hope\w*|want\w*|expect\w*|must|should|"
-    r"need\w*|reject\w*|refus\w*|critici[sz]\w*|condemn\w*|welcom\w*|back\w*|support\w*|oppos\w*|"
+    r"need\w*|reject\w*|refus\w*|critici[sz]\w*|condemn\w*|welcom\w*|backed|backs|backing|support\w*|oppos\w*|"
     r"agree\w*|propos\w*|pledg\w*|promis\w*|vow\w*|threat\w*|announc\w*|declar\w*|confirm\w*|"
-    r"reiterat\w*|stress\w*|express\w*|blam\w*|press\w*|suggest\w*|according|concern\w*|"
-    r"object\w*|appeal\w*|recogni[sz]\w*|dismiss\w*|describ\w*|insist\w*|acknowledg\w*|admit\w*|"
-    r"plan\w*|intend\w*|seek\w*|sought|argu\w*|view\w*|think\w*|consider\w*|regard\w*)\b",
+    r"reiterat\w*|stress\w*|express\w*|blam\w*|urg\w*|suggest\w*|"
+    r"object\w*|appeal\w*|dismiss\w*|insist\w*|acknowledg\w*|admit\w*|"
+    r"intend\w*|seek\w*|sought|argu\w*|think\w*|consider\w*)\b",
     re.I)
 
 

@@ -68,13 +68,14 @@ def heuristic_reply(request: dict) -> Reply:
                     names.append(w)
         return tool_reply({"actors": [{"name": n, "kind": "other", "role": None, "country": None,
                                        "mentions": [n]} for n in names]})
-    enum = tool["parameters"]["$defs"]["Item"]["properties"]["actor"].get("enum") or []
+    actor = tool["parameters"]["properties"]["actor"]
+    enum = next((a["enum"] for a in actor.get("anyOf", [actor]) if "enum" in a), [])
     user = request["messages"][-1]["content"]
     m = re.search(r"^Sentence \[\d+\] (.*)$", user, re.M)
     sentence = m.group(1) if m else ""
-    items = [{"type": "position", "actor": enum[0], "addressees": [], "topic": "statement",
-              "text": sentence[:60]}] if enum and " said" in sentence else []
-    return tool_reply({"items": items})
+    if enum and " said" in sentence:
+        return tool_reply({"type": "position", "actor": enum[0], "addressees": [], "topic": "statement"})
+    return tool_reply({"type": "none", "actor": None, "addressees": [], "topic": ""})
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -9,17 +9,15 @@ from summarizer.testing import ScriptedServer, error_reply, tool_reply
 GOOD_ACTORS = {"actors": [
     {"name": "Valmont", "kind": "state", "role": None, "country": "Valmont", "mentions": ["The Valmont government"]},
     {"name": "Ostrava", "kind": "state", "role": None, "country": "Ostrava", "mentions": ["Ostrava"]}]}
-S1 = {"items": [{"type": "demand", "actor": "Valmont", "addressees": ["Ostrava"], "topic": "troops",
-                 "text": "withdraw troops"}]}
-S2 = {"items": [{"type": "position", "actor": "Ostrava", "addressees": [], "topic": "troops",
-                 "text": "troops are on exercises"}]}
-NONE = {"items": []}
+S1 = {"type": "demand", "actor": "Valmont", "addressees": ["Ostrava"], "topic": "troops"}
+S2 = {"type": "position", "actor": "Ostrava", "addressees": [], "topic": "troops"}
+NONE = {"type": "none", "actor": None, "addressees": [], "topic": ""}
 GOOD_STATEMENTS = [tool_reply(S1), tool_reply(S2), tool_reply(NONE)]
 
 
 def by_tool(actors: list, statements: list):
     """Reply per tool in order (the last reply repeats)."""
-    seen = {"ActorsDraft": 0, "Statements": 0}
+    seen = {"ActorsDraft": 0, "Statement": 0}
 
     def reply(request):
         name = request["tools"][0]["function"]["name"]
@@ -46,7 +44,8 @@ def test_happy_path_is_grounded(short_text):
     assert (d.actor, d.addressees) == ("Valmont", ["Ostrava"])
     assert short_text[d.evidence.start:d.evidence.end] == d.evidence.quote
     assert d.evidence.quote == "The Valmont government urged Ostrava to withdraw its troops from the border."
-    assert rec.positions[0].actor == "Ostrava" and rec.positions[0].stance == "troops are on exercises"
+    assert rec.positions[0].actor == "Ostrava" and rec.positions[0].stance == "the troops were on exercises"
+    assert d.action == "withdraw its troops from the border"
     assert rec.provenance.attempts == 4 and rec.provenance.retries == 0  # actors + 3 sentences
     assert rec.provenance.usage.prompt_tokens == 400
     assert [f.value for f in rec.figures] == [300.0]
@@ -85,10 +84,10 @@ def test_non_verbatim_mentions_of_a_grounded_actor_are_dropped_without_reask(sho
 
 
 def test_unknown_holder_is_reasked_then_dropped(short_text):
-    bad = {"items": [{"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t", "text": "withdraw"}]}
+    bad = {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)])) as srv:
         rec = run(srv, short_text, max_retries=2)
-        calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"]
+        calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statement"]
     assert len(calls) == 9  # 3 sentences x 3 attempts
     assert "'Moscow' is not one of the actors" in str(calls[1]["messages"][-1])
     assert rec.demands == [] and rec.positions == []
@@ -96,10 +95,10 @@ def test_unknown_holder_is_reasked_then_dropped(short_text):
 
 
 def test_unknown_actor_name_is_reasked(short_text):
-    bad = {"items": [{"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t", "text": "withdraw"}]}
+    bad = {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)] + GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
-        msgs = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statements"][1]["messages"]
+        msgs = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statement"][1]["messages"]
     assert "'Moscow' is not one of the actors" in str(msgs[-1])
     assert rec.demands[0].actor == "Valmont"
 
@@ -115,11 +114,11 @@ def test_statement_enums_are_in_the_tool_schema(short_text):
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         run(srv, short_text)
         schema = srv.requests[1]["tools"][0]["function"]["parameters"]
-    item = schema["$defs"]["Item"]["properties"]
-    assert item["actor"]["enum"] == ["Valmont", "Ostrava"]
+    item = schema["properties"]
+    assert item["actor"]["anyOf"][0]["enum"] == ["Valmont", "Ostrava"]
     assert item["addressees"]["items"]["enum"] == ["Valmont", "Ostrava"]
-    assert item["type"]["enum"] == ["demand", "position"]
-    assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statements"
+    assert item["type"]["enum"] == ["demand", "position", "none"]
+    assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statement"
 
 
 def test_429_is_retried_after_the_requested_delay(short_text):
