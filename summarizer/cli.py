@@ -25,12 +25,12 @@ RetriesOpt = typer.Option(2, "--max-retries", min=0, help="re-asks after a valid
 
 
 def _summarizer(backend: str, model: Optional[str], base_url: Optional[str], api_key: Optional[str],
-                max_retries: int, prompts: Optional[Path] = None):
+                max_retries: int, prompts: Optional[Path] = None, cache: bool = True):
     from .pipeline import Summarizer
 
     try:
         return Summarizer(backend, model, base_url=base_url, api_key=api_key, max_retries=max_retries,
-                          prompts_dir=str(prompts) if prompts else None)
+                          prompts_dir=str(prompts) if prompts else None, cache=cache)
     except Exception as e:  # noqa: BLE001 - configuration errors end the command with a clear message
         err.print(f"[red]error:[/red] cannot start backend {backend!r}: {e}")
         raise typer.Exit(2) from e
@@ -43,7 +43,7 @@ def summarize(
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
     api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt,
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="parallel articles (remote backends)"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="recompute even up-to-date outputs"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything: ignore up-to-date outputs and the response cache"),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="folder of prompt files (default: packaged prompts/)"),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v: per-article lines, -vv: debug logs"),
 ) -> None:
@@ -54,7 +54,7 @@ def summarize(
     if not input.exists():
         err.print(f"[red]error:[/red] input not found: {input}")
         raise typer.Exit(2)
-    s = _summarizer(backend, model, base_url, api_key, max_retries, prompts)
+    s = _summarizer(backend, model, base_url, api_key, max_retries, prompts, cache=not no_cache)
     if backend == "local" and concurrency > 1:
         err.print("note: the local backend runs one article at a time; --concurrency ignored")
         concurrency = 1

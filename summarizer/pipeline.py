@@ -16,10 +16,12 @@ import re
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .backends import Backend, ExtractionError, get_backend
+from .cache import ResponseCache, default_cache_dir
 from .drafts import ActorsDraft, ExtractionContext, sentence_model, to_actors, to_statements
 from .figures import extract_figures
 from .templates import Prompts, load_prompts
@@ -57,7 +59,7 @@ class Summarizer:
     def __init__(self, backend: str | Backend = "local", model: str | None = None, *,
                  base_url: str | None = None, api_key: str | None = None, max_retries: int = 2,
                  prompts_dir: str | None = None, temperature: float = 0.0, max_tokens: int = 1024,
-                 **backend_options: Any):
+                 cache: bool | str | Path = True, **backend_options: Any):
         if isinstance(backend, Backend):
             self.backend = backend
         else:
@@ -68,6 +70,8 @@ class Summarizer:
                 opts.update(base_url=base_url, api_key=api_key)
             self.backend = get_backend(backend, **opts)
         self.prompts: Prompts = load_prompts(prompts_dir)
+        if cache:
+            self.backend.cache = ResponseCache(default_cache_dir() if cache is True else cache)
         self.max_retries = max_retries
 
     @property
@@ -146,6 +150,8 @@ class Summarizer:
         t0 = time.perf_counter()
         article = parse_article(text)
         usage, dropped = Usage(), Counter()
+        cache = self.backend.cache
+        misses0 = cache.misses if cache else 0
         chunks = self._chunks(article)
         actors: list[Actor] = []
         positions: list[Position] = []
@@ -167,7 +173,8 @@ class Summarizer:
             prompt_version=self.prompts.version, decoding=self.backend.decoding, usage=usage,
             attempts=calls, retries=retries, dropped=dict(dropped),
             latency_s=round(time.perf_counter() - t0, 3), article_sha256=article.sha256,
-            chunks=len(chunks), created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            chunks=len(chunks), cached=bool(cache) and cache.misses == misses0 and calls > 0,
+            created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             summarizer_version=__version__,
         )
         record = ArticleRecord(headline=article.headline, published=article.published,

@@ -7,6 +7,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _isolated_response_cache(tmp_path, monkeypatch):
+    """Each test gets its own response cache; the assembled model stays in the shared cache."""
+    monkeypatch.setenv("SUMMARIZER_RESPONSE_CACHE", str(tmp_path / "responses"))
+
+
 @pytest.fixture
 def seed_text() -> str:
     return (FIXTURES / "seeds" / "000_52a82361d015938c.txt").read_text(encoding="utf-8")

@@ -104,7 +104,7 @@ class Backend(ABC):
         hooks = instructor.hooks.Hooks()
         hooks.on("completion:kwargs", on_kwargs)
         hooks.on("completion:response", on_response)
-        create = instructor.patch(create=self._create, mode=self.mode)
+        create = instructor.patch(create=self._cached_create, mode=self.mode)
         t0 = time.perf_counter()
         try:
             obj = create(messages=messages, response_model=response_model, max_retries=max_retries,
@@ -120,6 +120,30 @@ class Backend(ABC):
             ) from e
         stats.seconds = time.perf_counter() - t0
         return obj, stats
+
+    cache = None  # a ResponseCache, set by the Summarizer
+
+    @property
+    def identity(self) -> dict:
+        """What identifies the model for caching."""
+        return {"backend": self.name, "model": self.model_id, "sha256": self.model_sha256}
+
+    def _cached_create(self, **kwargs: Any) -> Any:
+        if self.cache is None:
+            return self._create(**kwargs)
+        from openai.types.chat import ChatCompletion
+
+        request = {k: v for k, v in kwargs.items() if k not in ("stream",)}
+        key = self.cache.key(self.identity, request)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return ChatCompletion.model_validate(hit)
+        response = self._create(**kwargs)
+        try:
+            self.cache.put(key, response.model_dump(mode="json"))
+        except OSError:
+            pass  # a cache that cannot be written must not fail the call
+        return response
 
     def _request_kwargs(self) -> dict:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed}
