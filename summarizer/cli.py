@@ -133,6 +133,105 @@ def show(file: Path = typer.Argument(..., help="a record .json written by summar
                   f"dropped {p.dropped or 0}[/dim]")
 
 
+@app.command("eval")
+def eval_(
+    fixtures: Path = typer.Option(Path("fixtures"), "--fixtures", "-f", help="fixture folder (<stem>.txt + <stem>.json)"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt,
+    out_path: Optional[Path] = typer.Option(None, "--out", help="write the JSON report here"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="an earlier JSON report to compare with"),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML report here"),
+    export: Optional[Path] = typer.Option(None, "--export", help="write per-article rows as PATH.parquet and PATH.jsonl"),
+    check: Optional[Path] = typer.Option(None, "--check", help="thresholds TOML: exit 1 if any score falls below"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="response cache/replay folder (default: user cache)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="call the model for everything"),
+    naive: bool = typer.Option(False, "--naive", help="score the naive one-prompt baseline instead"),
+    only: Optional[str] = typer.Option(None, "--only", help="only fixtures whose id contains this text"),
+) -> None:
+    """Run the extractor over a fixture folder, score it, print the table and write reports."""
+    from summarizer.evals.runner import check_thresholds, compare, load_fixtures, run_eval
+
+    try:
+        fxs = load_fixtures(fixtures)
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+    if only:
+        fxs = [f for f in fxs if only in f.id]
+    cache = False if no_cache else (cache_dir or True)
+    s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache)
+    info = {"backend": s.backend.name, "model": s.backend.model_id, "model_sha256": s.backend.model_sha256,
+            "prompt_version": "naive" if naive else s.prompts.version, "decoding": s.backend.decoding,
+            "extractor": "naive" if naive else "summarizer", "fixtures": str(fixtures)}
+    if naive:
+        from summarizer.evals.naive import naive_extract
+
+        def extract(text):
+            return naive_extract(s.backend, text)
+    else:
+        extract = s.summarize
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
+    task = progress.add_task("evaluating", total=len(fxs))
+    with progress:
+        report = run_eval(fxs, extract, info, on_article=lambda i, row: progress.advance(task))
+    s.close()
+    _print_report(report)
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if html_path:
+        from summarizer.evals.html import render
+
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render(report, fxs), encoding="utf-8")
+    if export:
+        from summarizer.evals.data import export_report
+
+        for p in export_report(report, export):
+            err.print(f"wrote {p}")
+    if baseline:
+        diff = compare(report, json.loads(baseline.read_text(encoding="utf-8")))
+        t = Table(title=f"against {baseline}")
+        t.add_column("field")
+        t.add_column("ΔF1", justify="right")
+        for k, v in diff["deltas"].items():
+            t.add_row(k, f"{v:+.3f}")
+        out.print(t)
+        for w in diff["worse"]:
+            out.print(f"worse: {w['id']}  {w['before']:.3f} → {w['after']:.3f}")
+    if check:
+        import tomllib
+
+        fails = check_thresholds(report, tomllib.loads(check.read_text(encoding="utf-8")))
+        for f in fails:
+            err.print(f"[red]below threshold:[/red] {f}")
+        if fails:
+            raise typer.Exit(1)
+        err.print(f"all scores at or above the thresholds in {check}")
+
+
+def _print_report(report: dict) -> None:
+    agg = report["aggregate"]
+    t = Table(title=f"eval: {agg['n_articles']} articles · {report['provenance'].get('extractor')} · "
+                    f"{report['provenance'].get('model')}")
+    for c in ("field", "P", "R", "F1", "strict F1", "attributes"):
+        t.add_column(c, justify="right" if c != "field" and c != "attributes" else "left")
+    for f in ("actors", "positions", "demands", "figures"):
+        d = agg[f]
+        attrs = {"actors": ("kind_accuracy", "country_accuracy"), "positions": ("actor_accuracy",),
+                 "demands": ("actor_accuracy", "addressee_f1"), "figures": ("unit_accuracy", "qualifier_accuracy")}[f]
+        a = ", ".join(f"{k.replace('_accuracy', ' acc')} {d[k]:.2f}" for k in attrs if d.get(k) is not None)
+        strict = f"{d['strict_f1']:.3f}" if d.get("strict_f1") is not None else ""
+        t.add_row(f, f"{d['precision']:.3f}", f"{d['recall']:.3f}", f"{d['f1']:.3f}", strict, a)
+    out.print(t)
+    tm = report["timing"]
+    out.print(f"overall F1 {report['overall_f1']:.3f} · valid {agg['valid_rate']:.3f} · grounded "
+              f"{agg['grounded_rate']:.3f} · {tm['seconds_per_article_mean'] or 0:.1f} s/article (median "
+              f"{tm['seconds_per_article_median'] or 0:.1f}) · tokens {tm['prompt_tokens']}+{tm['completion_tokens']}"
+              f" · {tm['model_calls']} model calls")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
