@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, Field, ValidationInfo, create_model, model_validator
 
@@ -55,13 +55,13 @@ class ActorDraft(BaseModel):
     kind: ActorKind
     role: Optional[str] = None
     country: Optional[str] = None
-    mentions: list[str] = Field(default_factory=list, max_length=4)
+    mentions: list[str] = Field(default_factory=list, max_length=3)
 
 
 class ActorsDraft(BaseModel):
     """The actors of the article, each with the verbatim words the article uses for it."""
 
-    actors: list[ActorDraft] = Field(default_factory=list, max_length=16)
+    actors: list[ActorDraft] = Field(default_factory=list, max_length=14)
 
     @model_validator(mode="after")
     def _grounded(self, info: ValidationInfo) -> "ActorsDraft":
@@ -75,12 +75,11 @@ class ActorsDraft(BaseModel):
             if not good and a.name in text:
                 good = [a.name]
             if not good:
-                # nothing locates this actor in the text: re-ask, and drop it on the last attempt
-                if not ctx.last_attempt:
-                    problems.append(f"actor {a.name!r}: none of its mentions {a.mentions} are exact words of "
-                                    f"the article; copy the words the article uses for it, or leave it out")
-                else:
-                    ctx.dropped["actors"] += 1
+                # nothing locates this actor in the text: re-ask when no actor at all is grounded,
+                # else drop it (and count it) — a full re-ask of the actor list costs a whole call
+                problems.append(f"actor {a.name!r}: none of its mentions {a.mentions} are exact words of "
+                                f"the article; copy the words the article uses for it, or leave it out")
+                ctx.dropped["actors"] += 1
                 continue
             # the actor is grounded; its mentions that are not verbatim are dropped and counted
             if len(good) < len(set(a.mentions)):
@@ -91,47 +90,51 @@ class ActorsDraft(BaseModel):
                 continue
             seen.add(key)
             kept.append(a)
-        if problems:
+        if problems and not kept and not ctx.last_attempt:
+            ctx.dropped.clear()
             raise ValueError("; ".join(problems))
         self.actors = kept
         return self
 
 
 def sentence_model(names: list[str]) -> type[BaseModel]:
-    """Draft model for one sentence: what it states (demand, position or none), its holder and
-    addressees as enums of `names`, and a topic of a few words."""
+    """Draft model for one sentence: what it states (a demand, a position or none), with holder
+    and addressees as enums of `names`. A union keeps the answer short for the common cases."""
     N = Literal[tuple(names)] if names else str  # type: ignore[valid-type]
     allowed = set(names)
+    Topic = Annotated[str, Field(max_length=40)]
+    NoneItem = create_model("NoneItem", type=(Literal["none"], ...))
+    PositionItem = create_model("PositionItem", type=(Literal["position"], ...), actor=(N, ...), topic=(Topic, ...))
+    DemandItem = create_model("DemandItem", type=(Literal["demand"], ...), actor=(N, ...),
+                              addressees=(list[N], Field(default_factory=list, max_length=6)), topic=(Topic, ...))
 
     def _check(cls, data: Any, info: ValidationInfo):
         ctx = _ctx(info)
-        if not isinstance(data, dict) or ctx is None or not allowed or data.get("type") == "none":
+        item = data.get("statement") if isinstance(data, dict) else None
+        if not isinstance(item, dict) or ctx is None or not allowed or item.get("type") not in ("demand", "position"):
             return data
         errs = []
-        if data.get("actor") not in allowed:
-            errs.append(f"actor {data.get('actor')!r} is not one of the actors {sorted(allowed)}")
-        adds = data.get("addressees") or []
+        if item.get("actor") not in allowed:
+            errs.append(f"actor {item.get('actor')!r} is not one of the actors {sorted(allowed)}")
+        adds = item.get("addressees") or []
         bad = [a for a in adds if a not in allowed] if isinstance(adds, list) else []
         if bad:
             if ctx.last_attempt:
-                data = {**data, "addressees": [a for a in adds if a in allowed]}
+                item = {**item, "addressees": [a for a in adds if a in allowed]}
                 ctx.dropped["addressees"] += len(bad)
             else:
                 errs.append(f"addressees {bad} are not among the actors {sorted(allowed)}")
         if errs and not ctx.last_attempt:
             raise ValueError("; ".join(errs))
         if errs:
-            ctx.dropped[f"{data.get('type')}s"] += 1
-            return {"type": "none"}
-        return data
+            ctx.dropped[f"{item.get('type')}s"] += 1
+            return {"statement": {"type": "none"}}
+        return {**data, "statement": item}
 
     return create_model(
         "Statement",
         __doc__="What the given sentence states: a demand, a position, or none.",
-        type=(Literal["demand", "position", "none"], ...),
-        actor=(Optional[N], None),
-        addressees=(list[N], Field(default_factory=list, max_length=6)),
-        topic=(str, Field(default="", max_length=60)),
+        statement=(Annotated[Union[NoneItem, PositionItem, DemandItem], Field(discriminator="type")], ...),
         __validators__={"_check": model_validator(mode="before")(_check)},
     )
 
@@ -184,12 +187,13 @@ def to_actors(draft: ActorsDraft) -> list[Actor]:
 
 def to_statements(draft: BaseModel, sentence: Sentence) -> tuple[list[Position], list[Demand]]:
     """Public positions and demands of one sentence; evidence is the sentence with its exact offsets."""
-    if draft.type == "none" or not draft.actor:
+    st = draft.statement
+    if st.type == "none":
         return [], []
     ev = Evidence(quote=sentence.text, start=sentence.start, end=sentence.end)
-    text = paraphrase(draft.type, sentence.text)
-    topic = draft.topic.strip() or "statement"
-    if draft.type == "demand":
-        adds = [a for a in dict.fromkeys(draft.addressees) if a != draft.actor]
-        return [], [Demand(actor=draft.actor, addressees=adds, action=text, evidence=ev)]
-    return [Position(actor=draft.actor, topic=topic, stance=text, evidence=ev)], []
+    text = paraphrase(st.type, sentence.text)
+    topic = st.topic.strip() or "statement"
+    if st.type == "demand":
+        adds = [a for a in dict.fromkeys(st.addressees) if a != st.actor]
+        return [], [Demand(actor=st.actor, addressees=adds, action=text, evidence=ev)]
+    return [Position(actor=st.actor, topic=topic, stance=text, evidence=ev)], []

@@ -68,14 +68,13 @@ def heuristic_reply(request: dict) -> Reply:
                     names.append(w)
         return tool_reply({"actors": [{"name": n, "kind": "other", "role": None, "country": None,
                                        "mentions": [n]} for n in names]})
-    actor = tool["parameters"]["properties"]["actor"]
-    enum = next((a["enum"] for a in actor.get("anyOf", [actor]) if "enum" in a), [])
+    enum = tool["parameters"]["$defs"]["PositionItem"]["properties"]["actor"].get("enum", [])
     user = request["messages"][-1]["content"]
     m = re.search(r"^Sentence \[\d+\] (.*)$", user, re.M)
     sentence = m.group(1) if m else ""
     if enum and " said" in sentence:
-        return tool_reply({"type": "position", "actor": enum[0], "addressees": [], "topic": "statement"})
-    return tool_reply({"type": "none", "actor": None, "addressees": [], "topic": ""})
+        return tool_reply({"statement": {"type": "position", "actor": enum[0], "topic": "statement"}})
+    return tool_reply({"statement": {"type": "none"}})
 
 
 class _Handler(BaseHTTPRequestHandler):

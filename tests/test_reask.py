@@ -9,9 +9,9 @@ from summarizer.testing import ScriptedServer, error_reply, tool_reply
 GOOD_ACTORS = {"actors": [
     {"name": "Valmont", "kind": "state", "role": None, "country": "Valmont", "mentions": ["The Valmont government"]},
     {"name": "Ostrava", "kind": "state", "role": None, "country": "Ostrava", "mentions": ["Ostrava"]}]}
-S1 = {"type": "demand", "actor": "Valmont", "addressees": ["Ostrava"], "topic": "troops"}
-S2 = {"type": "position", "actor": "Ostrava", "addressees": [], "topic": "troops"}
-NONE = {"type": "none", "actor": None, "addressees": [], "topic": ""}
+S1 = {"statement": {"type": "demand", "actor": "Valmont", "addressees": ["Ostrava"], "topic": "troops"}}
+S2 = {"statement": {"type": "position", "actor": "Ostrava", "topic": "troops"}}
+NONE = {"statement": {"type": "none"}}
 GOOD_STATEMENTS = [tool_reply(S1), tool_reply(S2), tool_reply(NONE)]
 
 
@@ -51,9 +51,8 @@ def test_happy_path_is_grounded(short_text):
     assert [f.value for f in rec.figures] == [300.0]
 
 
-def test_ungrounded_actor_is_reasked_with_the_error(short_text):
-    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"]),
-                      GOOD_ACTORS["actors"][1]]}
+def test_ungrounded_actors_are_reasked_with_the_error(short_text):
+    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"])]}
     with ScriptedServer(by_tool([tool_reply(bad), tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
         reask = srv.requests[1]["messages"]
@@ -63,12 +62,22 @@ def test_ungrounded_actor_is_reasked_with_the_error(short_text):
 
 
 def test_still_ungrounded_after_retries_is_dropped_and_counted(short_text):
-    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"]),
-                      GOOD_ACTORS["actors"][1]]}
+    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"])]}
     with ScriptedServer(by_tool([tool_reply(bad)], [tool_reply(NONE)])) as srv:
         rec = run(srv, short_text, max_retries=1)
         actor_calls = sum(r["tools"][0]["function"]["name"] == "ActorsDraft" for r in srv.requests)
     assert actor_calls == 2
+    assert rec.actors == [] and rec.positions == [] and rec.demands == []
+    assert rec.provenance.dropped == {"actors": 1}
+
+
+def test_ungrounded_actor_beside_grounded_ones_is_dropped_without_a_new_call(short_text):
+    bad = {"actors": [dict(GOOD_ACTORS["actors"][0], name="Republic of Valmont", mentions=["Valmont City"]),
+                      GOOD_ACTORS["actors"][1]]}
+    with ScriptedServer(by_tool([tool_reply(bad)], [tool_reply(NONE)])) as srv:
+        rec = run(srv, short_text)
+        actor_calls = sum(r["tools"][0]["function"]["name"] == "ActorsDraft" for r in srv.requests)
+    assert actor_calls == 1
     assert [a.name for a in rec.actors] == ["Ostrava"]
     assert rec.provenance.dropped == {"actors": 1}
 
@@ -84,7 +93,7 @@ def test_non_verbatim_mentions_of_a_grounded_actor_are_dropped_without_reask(sho
 
 
 def test_unknown_holder_is_reasked_then_dropped(short_text):
-    bad = {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}
+    bad = {"statement": {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)])) as srv:
         rec = run(srv, short_text, max_retries=2)
         calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statement"]
@@ -95,7 +104,7 @@ def test_unknown_holder_is_reasked_then_dropped(short_text):
 
 
 def test_unknown_actor_name_is_reasked(short_text):
-    bad = {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}
+    bad = {"statement": {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)] + GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
         msgs = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statement"][1]["messages"]
@@ -114,10 +123,11 @@ def test_statement_enums_are_in_the_tool_schema(short_text):
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         run(srv, short_text)
         schema = srv.requests[1]["tools"][0]["function"]["parameters"]
-    item = schema["properties"]
-    assert item["actor"]["anyOf"][0]["enum"] == ["Valmont", "Ostrava"]
-    assert item["addressees"]["items"]["enum"] == ["Valmont", "Ostrava"]
-    assert item["type"]["enum"] == ["demand", "position", "none"]
+    demand = schema["$defs"]["DemandItem"]["properties"]
+    assert demand["actor"]["enum"] == ["Valmont", "Ostrava"]
+    assert demand["addressees"]["items"]["enum"] == ["Valmont", "Ostrava"]
+    assert schema["$defs"]["PositionItem"]["properties"]["actor"]["enum"] == ["Valmont", "Ostrava"]
+    assert schema["$defs"]["NoneItem"]["properties"]["type"]["const"] == "none"
     assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statement"
 
 
