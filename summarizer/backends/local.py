@@ -13,6 +13,7 @@ from typing import Any
 import instructor
 
 from ..models import resolve
+from . import lazygrammar
 from .base import Backend, TransportError
 
 _LOADED: dict[tuple, Any] = {}
@@ -37,8 +38,11 @@ def load_llama(path: str, n_ctx: int, n_threads: int, n_batch: int):
         if key not in _LOADED:
             from llama_cpp import Llama  # imported lazily: loading the library is slow
 
-            _LOADED[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                 n_threads_batch=n_threads, n_batch=n_batch, verbose=False, seed=0)
+            llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
+                        n_threads_batch=n_threads, n_batch=n_batch, verbose=False, seed=0)
+            if os.environ.get("SUMMARIZER_FULL_GRAMMAR") != "1":
+                lazygrammar.install(llm)  # same greedy output, far less work per token
+            _LOADED[key] = llm
         return _LOADED[key]
 
 
