@@ -108,12 +108,17 @@ def read_article(path: Path) -> str:
     if b"\x00" in data[:8192]:
         raise ArticleError(f"{path}: looks binary (NUL bytes); only plain-text articles can be summarised")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         try:
-            return data.decode("cp1252")
+            text = data.decode("cp1252")  # the usual legacy encoding of scraped Western text
         except UnicodeDecodeError as e:
             raise ArticleError(f"{path}: not UTF-8 or cp1252 text ({e}); convert it to UTF-8") from e
+    head = text[:2000].lstrip().lower()
+    if head.startswith(("<!doctype html", "<html")) or ("<body" in head and "</" in head):
+        raise ArticleError(f"{path}: looks like an HTML page; extract the article text to a .txt file first "
+                           f"(offsets must index the text that was read)")
+    return text
 
 
 def run_key(identity: dict, text: str) -> str:

@@ -68,7 +68,8 @@ def heuristic_reply(request: dict) -> Reply:
                     names.append(w)
         return tool_reply({"actors": [{"name": n, "kind": "other", "role": None, "country": None,
                                        "mentions": [n]} for n in names]})
-    enum = tool["parameters"]["$defs"]["PositionItem"]["properties"]["actor"].get("enum", [])
+    actor = tool["parameters"]["$defs"]["PositionItem"]["properties"]["actor"]
+    enum = actor.get("enum") or ([actor["const"]] if "const" in actor else [])
     user = request["messages"][-1]["content"]
     m = re.search(r"^Sentence \[\d+\] (.*)$", user, re.M)
     sentence = m.group(1) if m else ""

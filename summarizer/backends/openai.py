@@ -39,9 +39,10 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, transport_retries: int = 4, backoff_max: float = 30.0,
-                 mode: str | None = None, **kw: Any):
+                 timeout: float = 120.0, transport_retries: int = 4, backoff_max: float | None = None,
+                 mode: str | None = None, context_window: int | None = None, **kw: Any):
         super().__init__(**kw)
+        self._context_window = context_window or int(os.environ.get("SUMMARIZER_CONTEXT_WINDOW", "32768"))
         self.model_id = model or os.environ.get("SUMMARIZER_MODEL") or "gpt-4o-mini"
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("sk-none" if self.base_url else None)
@@ -49,14 +50,15 @@ class OpenAIBackend(Backend):
             raise ValueError("the openai backend needs OPENAI_API_KEY (or --base-url for a local server)")
         self.mode = instructor.Mode(mode) if mode else instructor.Mode.TOOLS
         self.transport_retries = transport_retries
-        self.backoff_max = backoff_max
+        self.backoff_max = backoff_max if backoff_max is not None else float(os.environ.get("SUMMARIZER_BACKOFF_MAX", "30"))
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0)
         self.transport_attempts = 0
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         after = _retry_after(exc)
-        base = wait_exponential_jitter(initial=0.5, max=self.backoff_max)(state)
+        base = wait_exponential_jitter(initial=min(0.5, self.backoff_max), max=self.backoff_max,
+                                      jitter=min(1.0, self.backoff_max))(state)
         return max(after, base) if after is not None else base
 
     def _create(self, **kwargs: Any) -> Any:
@@ -70,6 +72,10 @@ class OpenAIBackend(Backend):
                     return self.client.chat.completions.create(**kwargs)
         except openai.APIError as e:
             raise TransportError(f"{type(e).__name__}: {e}") from e
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
 
     def close(self) -> None:
         self.client.close()
