@@ -203,3 +203,23 @@ def test_sigint_stops_cleanly_with_a_summary(tmp_path):
     assert "interrupted" in err and "rerun the same command to resume" in err
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == len(list(out.glob("a*.json")))
+
+
+@pytest.mark.slow
+def test_ten_thousand_small_files_with_bounded_memory(tmp_path):
+    import resource
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(10_000):
+        d = inp / f"d{i // 1000}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"a{i:05d}.txt").write_text(f"Note {i}\n\nOfficials in Valmont said case {i} was closed.\n")
+    with ScriptedServer() as srv:
+        r = run_folder(inp, out, srv.url, "--concurrency", "8", "--no-cache")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"\n10,000-file batch: peak RSS of the CLI {peak_mb:.0f} MB")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "10000 summarised, 0 up to date, 0 failed" in r.stderr
+    assert "10000/10000" in r.stderr  # the progress bar ends exactly at the total
+    assert len((out / "records.jsonl").read_text().splitlines()) == 10_000
+    assert peak_mb < 1024
