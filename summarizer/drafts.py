@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, Field, ValidationInfo, create_model, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .schema import Actor, ActorKind, Demand, Evidence, Position
 from .text import Sentence
@@ -50,16 +51,70 @@ def _verbatim(mention: str, text: str) -> str | None:
     return None
 
 
+_CAPITALS = {
+    "Russia": ["Moscow", "the Kremlin", "Kremlin"], "Armenia": ["Yerevan"], "Azerbaijan": ["Baku"],
+    "United States": ["Washington", "the White House"], "France": ["Paris", "the Elysee", "the Élysée"],
+    "United Kingdom": ["London", "Downing Street"], "Britain": ["London", "Downing Street"],
+    "China": ["Beijing"], "Ukraine": ["Kiev", "Kyiv"], "Germany": ["Berlin"], "Iran": ["Tehran"],
+    "Turkey": ["Ankara"], "Israel": ["Jerusalem"], "Japan": ["Tokyo"], "European Union": ["Brussels"],
+    "Iraq": ["Baghdad"], "Syria": ["Damascus"], "Georgia": ["Tbilisi"], "Italy": ["Rome"], "Spain": ["Madrid"],
+}
+_TITLE = (r"(?:Minister|President|Secretary|Chancellor|Spokes(?:man|woman|person)|Ambassador|Commissioner|"
+          r"Chairman|Chairwoman|Director|Leader|Premier|Governor|Mayor|Envoy|General|Chief|Head|Speaker|"
+          r"Attorney General|MP|Senator|Official|Adviser|Advisor|Lord|Judge|Prosecutor|Editor|Economist)")
+
+
 class ActorDraft(BaseModel):
-    name: str = Field(min_length=1, max_length=120)
+    name: str = Field(min_length=1, max_length=60)
     kind: ActorKind
-    role: Optional[str] = None
-    country: Optional[str] = None
-    mentions: list[str] = Field(default_factory=list, max_length=3)
+    country: Optional[str] = Field(default=None, max_length=40)
+    mention: Optional[str] = Field(default=None, max_length=60)
+    # filled by the pipeline from the article text, not by the model
+    role: SkipJsonSchema[Optional[str]] = None
+    mentions: SkipJsonSchema[list[str]] = Field(default_factory=list)
+
+
+def _surname(name: str) -> str | None:
+    parts = [p for p in re.split(r"\s+", name.strip()) if p not in ("Mr", "Mrs", "Ms", "Dr", "Sir")]
+    return parts[-1] if len(parts) >= 1 and len(parts[-1]) > 2 and parts[-1][0].isupper() else None
+
+
+def expand_mentions(a: "ActorDraft", text: str) -> list[str]:
+    """The verbatim forms the article uses for an actor: its name and the model's mention (casing
+    repaired), a person's surname and "Mr X" forms, a state's capital or seat of government."""
+    forms = [_verbatim(m, text) for m in (a.name, a.mention) if m]
+    if a.kind == "person" and not re.search(r"\bof\b", a.name):
+        sur = _surname(a.name)
+        if sur and re.search(rf"\b{re.escape(sur)}\b", text):
+            forms.append(sur)
+            for t in ("Mr", "Mrs", "Ms", "Dr"):
+                if f"{t} {sur}" in text:
+                    forms.append(f"{t} {sur}")
+    if a.kind == "state":
+        for m in _CAPITALS.get(a.name, []):
+            if re.search(rf"\b{re.escape(m)}\b", text):
+                forms.append(m)
+    return list(dict.fromkeys(f for f in forms if f))
+
+
+def find_role(a: "ActorDraft", text: str) -> str | None:
+    """A person's title as printed before their name ("Foreign Minister Sergei Lavrov")."""
+    if a.kind != "person":
+        return None
+    for form in (a.name, a.mention):
+        if not form:
+            continue
+        m = re.search(rf"((?:[A-Z][\w'-]*\s+){{0,3}}{_TITLE})\s+{re.escape(form)}", text)
+        if m:
+            words = m.group(1).split()
+            if len(words) > 1 and re.search(r"(?:an|ish|ese|ian|ch|i)$", words[0]) and words[0] not in ("Prime",):
+                words = words[1:]
+            return " ".join(words)
+    return None
 
 
 class ActorsDraft(BaseModel):
-    """The actors of the article, each with the verbatim words the article uses for it."""
+    """The actors of the article, each with the words the article uses for it."""
 
     actors: list[ActorDraft] = Field(default_factory=list, max_length=14)
 
@@ -69,26 +124,28 @@ class ActorsDraft(BaseModel):
         if ctx is None:
             return self
         text = ctx.article
-        problems, kept, seen = [], [], set()
+        problems, kept, seen = [], [], {}
         for a in self.actors:
-            good = list(dict.fromkeys(filter(None, (_verbatim(m, text) for m in a.mentions))))
-            if not good and a.name in text:
-                good = [a.name]
+            good = expand_mentions(a, text)
             if not good:
                 # nothing locates this actor in the text: re-ask when no actor at all is grounded,
                 # else drop it (and count it) — a full re-ask of the actor list costs a whole call
-                problems.append(f"actor {a.name!r}: none of its mentions {a.mentions} are exact words of "
-                                f"the article; copy the words the article uses for it, or leave it out")
+                problems.append(f"actor {a.name!r}: neither its name nor mention {a.mention!r} are words of the "
+                                f"article; give the exact words the article uses for it, or leave it out")
                 ctx.dropped["actors"] += 1
                 continue
-            # the actor is grounded; its mentions that are not verbatim are dropped and counted
-            if len(good) < len(set(a.mentions)):
-                ctx.dropped["mentions"] += len(set(a.mentions)) - len(good)
+            if a.mention and not _verbatim(a.mention, text):
+                ctx.dropped["mentions"] += 1
             a.mentions = good
-            key = a.name.casefold()
-            if key in seen:
+            a.role = find_role(a, text)
+            key = _surname(a.name) if a.kind == "person" else a.name.casefold()
+            if key in seen:  # "Mr Yushchenko" and "Viktor Yushchenko" are one actor
+                first = seen[key]
+                first.mentions = list(dict.fromkeys(first.mentions + a.mentions))
+                if len(a.name) > len(first.name) and first.name in text and a.name in text:
+                    first.name = a.name
                 continue
-            seen.add(key)
+            seen[key] = a
             kept.append(a)
         if problems and not kept and not ctx.last_attempt:
             ctx.dropped.clear()

@@ -66,8 +66,8 @@ def heuristic_reply(request: dict) -> Reply:
             for w in re.findall(r"\b[A-Z][a-z]{3,}\b", text):
                 if w not in names and len(names) < 3:
                     names.append(w)
-        return tool_reply({"actors": [{"name": n, "kind": "other", "role": None, "country": None,
-                                       "mentions": [n]} for n in names]})
+        return tool_reply({"actors": [{"name": n, "kind": "other", "country": None, "mention": None}
+                                      for n in names]})
     actor = tool["parameters"]["$defs"]["PositionItem"]["properties"]["actor"]
     enum = actor.get("enum") or ([actor["const"]] if "const" in actor else [])
     user = request["messages"][-1]["content"]
