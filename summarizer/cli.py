@@ -147,6 +147,7 @@ def eval_(
     no_cache: bool = typer.Option(False, "--no-cache", help="call the model for everything"),
     naive: bool = typer.Option(False, "--naive", help="score the naive one-prompt baseline instead"),
     only: Optional[str] = typer.Option(None, "--only", help="only fixtures whose id contains this text"),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="skip fixtures whose id contains this text (repeatable)"),
 ) -> None:
     """Run the extractor over a fixture folder, score it, print the table and write reports."""
     from summarizer.evals.runner import check_thresholds, compare, load_fixtures, run_eval
@@ -158,6 +159,8 @@ def eval_(
         raise typer.Exit(2)
     if only:
         fxs = [f for f in fxs if only in f.id]
+    for ex in exclude or []:
+        fxs = [f for f in fxs if ex not in f.id]
     cache = False if no_cache else (cache_dir or True)
     s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache)
     info = {"backend": s.backend.name, "model": s.backend.model_id, "model_sha256": s.backend.model_sha256,
