@@ -149,6 +149,16 @@ def test_concurrent_run_equals_sequential(tmp_path):
     assert [json.loads(x)["provenance"]["source"] for x in seq] == [json.loads(x)["provenance"]["source"] for x in par]
 
 
+def _start_and_wait(inp, out, url, n_outputs, *extra, **popen):
+    """Start the CLI on inp and return it once n_outputs records are written."""
+    proc = subprocess.Popen([sys.executable, "-m", "summarizer.cli", "summarize", str(inp), "-o", str(out),
+                             "-b", "openai", "-m", "scripted", "--base-url", url, *extra], **popen)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("a*.json"))) < n_outputs:
+        time.sleep(0.05)
+    return proc
+
+
 def _slow_server():
     def script(request):
         time.sleep(0.15)
@@ -162,12 +172,8 @@ def test_sigkill_mid_batch_then_rerun_completes_without_recomputing(tmp_path):
     for i in range(20):
         (inp / f"a{i:02d}.txt").write_text(GOOD.replace("peace", f"peace number {i}"))
     with _slow_server() as srv:
-        proc = subprocess.Popen([sys.executable, "-m", "summarizer.cli", "summarize", str(inp), "-o", str(out),
-                                 "-b", "openai", "-m", "scripted", "--base-url", srv.url, "--no-cache"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(list(out.glob("a*.json"))) < 5:
-            time.sleep(0.05)
+        proc = _start_and_wait(inp, out, srv.url, 5, "--no-cache", stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         finished = {p.name for p in out.glob("a*.json")}
@@ -191,12 +197,7 @@ def test_sigint_stops_cleanly_with_a_summary(tmp_path):
     for i in range(30):
         (inp / f"a{i:02d}.txt").write_text(GOOD.replace("peace", f"peace number {i}"))
     with _slow_server() as srv:
-        proc = subprocess.Popen([sys.executable, "-m", "summarizer.cli", "summarize", str(inp), "-o", str(out),
-                                 "-b", "openai", "-m", "scripted", "--base-url", srv.url],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(list(out.glob("a*.json"))) < 3:
-            time.sleep(0.05)
+        proc = _start_and_wait(inp, out, srv.url, 3, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
