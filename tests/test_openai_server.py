@@ -22,17 +22,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     port = _free_port()
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+b")  # a file: a full pipe would block it
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
                              "--model_alias", "embedded"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"llama.cpp server exited: {proc.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            pytest.fail(f"llama.cpp server exited: {log.read().decode(errors='replace')[-2000:]}")
         try:
             urllib.request.urlopen(url + "/models", timeout=2)
             break
@@ -40,7 +42,8 @@ def server():
             time.sleep(1)
     else:
         proc.kill()
-        pytest.fail("llama.cpp server did not start in 180 s")
+        log.seek(0)
+        pytest.fail(f"llama.cpp server did not start in 180 s: {log.read().decode(errors='replace')[-2000:]}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
