@@ -370,7 +370,7 @@ def aggregate(scores: list[ArticleScore]) -> dict:
             "n_reported": len(costed),
             "latency_s_total": sum(s.latency_s for s in costed),
             "latency_s_mean": sum(s.latency_s for s in costed) / len(costed) if costed else None,
-            "tokens_total": sum(s.tokens for s in costed),
-            "retries_total": sum(s.retries for s in costed),
+            "tokens_total": sum(s.tokens or 0 for s in costed),
+            "retries_total": sum(s.retries or 0 for s in costed),
         },
     }
