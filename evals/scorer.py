@@ -318,14 +318,14 @@ def score_article(gold: Union[dict, ArticleRecord], pred: Union[dict, ArticleRec
         try:
             record = ArticleRecord.model_validate(pred)
         except ValidationError:
-            pass
+            record = None  # invalid prediction: scored 0 on every field below
     if record is None:
         costs = {}
         if isinstance(pred, dict) and isinstance(pred.get("provenance"), dict):
             try:
                 costs = _costs(Provenance.model_validate(pred["provenance"]))
             except ValidationError:
-                pass
+                costs = {}  # no usable provenance: the article reports no costs
         fields = {f: FieldScore(n_gold=len(getattr(gold, f)), valid=False,
                                 strict_tp=0 if f in ("positions", "demands") else None)
                   for f in FIELDS}

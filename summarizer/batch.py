@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +153,6 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
 
     def one(path: Path, rel: Path) -> Outcome:
         out = output_dir / rel.with_suffix(".json")
-        import time
-
         t0 = time.perf_counter()
         try:
             text = read_article(path)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from .schema import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 
 class ResponseCache:
@@ -49,9 +52,9 @@ class ResponseCache:
         except (OSError, ValueError):
             self.misses += 1
             try:
-                path.unlink()
+                path.unlink()  # the entry is rewritten after the next real call
             except OSError:
-                pass
+                log.warning("cannot remove corrupt cache entry %s", path)
             return None
         self.hits += 1
         return data

@@ -96,13 +96,14 @@ class Summarizer:
         cost = [self.backend.count_tokens(f"[{s.n}] {s.text}\n") for s in sents]
         if sum(cost) <= budget:
             return [sents]
-        chunks, cur, used = [], [], 0
+        chunks, cur, used, last_cost = [], [], 0, 0
         for s, c in zip(sents, cost):
             if cur and used + c > budget:
                 chunks.append(cur)
-                cur, used = [cur[-1]], cost[sents.index(cur[-1])]  # one sentence of overlap
+                cur, used = [cur[-1]], last_cost  # one sentence of overlap
             cur.append(s)
             used += c
+            last_cost = c
         chunks.append(cur)
         return chunks
 

@@ -129,9 +129,7 @@ def test_article_longer_than_the_context_is_split_and_merged():
 
 def test_concurrent_run_equals_sequential(tmp_path):
     inp = tmp_path / "in"
-    inp.mkdir()
-    for i in range(12):
-        (inp / f"a{i:02d}.txt").write_text(GOOD.replace("peace", f"peace number {i}"))
+    _articles(inp, 12)
     with ScriptedServer() as srv:
         assert run_folder(inp, tmp_path / "seq", srv.url).returncode == 0
         assert run_folder(inp, tmp_path / "par", srv.url, "--concurrency", "4", "--no-cache").returncode == 0
@@ -159,6 +157,12 @@ def _start_and_wait(inp, out, url, n_outputs, *extra, **popen):
     return proc
 
 
+def _articles(inp, n):
+    inp.mkdir()
+    for i in range(n):
+        (inp / f"a{i:02d}.txt").write_text(GOOD.replace("peace", f"peace number {i}"))
+
+
 def _slow_server():
     def script(request):
         time.sleep(0.15)
@@ -168,9 +172,7 @@ def _slow_server():
 
 def test_sigkill_mid_batch_then_rerun_completes_without_recomputing(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
-    inp.mkdir()
-    for i in range(20):
-        (inp / f"a{i:02d}.txt").write_text(GOOD.replace("peace", f"peace number {i}"))
+    _articles(inp, 20)
     with _slow_server() as srv:
         proc = _start_and_wait(inp, out, srv.url, 5, "--no-cache", stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -193,9 +195,7 @@ def test_sigkill_mid_batch_then_rerun_completes_without_recomputing(tmp_path):
 
 def test_sigint_stops_cleanly_with_a_summary(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
-    inp.mkdir()
-    for i in range(30):
-        (inp / f"a{i:02d}.txt").write_text(GOOD.replace("peace", f"peace number {i}"))
+    _articles(inp, 30)
     with _slow_server() as srv:
         proc = _start_and_wait(inp, out, srv.url, 3, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.send_signal(signal.SIGINT)

@@ -6,6 +6,7 @@ re-ask with the error text) and records attempts, token usage and the last raw o
 """
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import instructor
 from pydantic import BaseModel
 
 from ..drafts import ExtractionContext
+
+log = logging.getLogger(__name__)
 
 
 class TransportError(RuntimeError):
@@ -104,7 +107,9 @@ class Backend(ABC):
         hooks = instructor.hooks.Hooks()
         hooks.on("completion:kwargs", on_kwargs)
         hooks.on("completion:response", on_response)
-        create = instructor.patch(create=self._cached_create, mode=self.mode)
+        if getattr(self, "_patched", None) is None:
+            self._patched = instructor.patch(create=self._cached_create, mode=self.mode)
+        create = self._patched
         t0 = time.perf_counter()
         try:
             obj = create(messages=messages, response_model=response_model, max_retries=max_retries,
@@ -141,8 +146,8 @@ class Backend(ABC):
         response = self._create(**kwargs)
         try:
             self.cache.put(key, response.model_dump(mode="json"))
-        except OSError:
-            pass  # a cache that cannot be written must not fail the call
+        except OSError as e:  # a cache that cannot be written must not fail the call
+            log.warning("response cache not written (%s): %s", self.cache.directory, e)
         return response
 
     def _request_kwargs(self) -> dict:

@@ -74,10 +74,7 @@ class _LazyGrammar:
         def reset(_smpl):
             lib.llama_sampler_reset(self.g)
 
-        def free(_smpl):
-            lib.llama_sampler_free(self.g)
-
-        self._refs = (apply, accept, reset, free)
+        self._refs = (apply, accept, reset)
         iface = lib.llama_sampler_i()
         iface.apply = lib.llama_sampler_i_apply(apply)
         iface.accept = lib.llama_sampler_i_accept(accept)
@@ -97,5 +94,5 @@ class _LazyGrammar:
     def __del__(self):
         try:
             self.lib.llama_sampler_free(self.g)
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        except Exception:  # noqa: BLE001 - the library may be unloaded already at interpreter exit
+            return
