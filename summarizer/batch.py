@@ -33,6 +33,8 @@ class Outcome:
     error_kind: str | None = None
     message: str | None = None
     seconds: float = 0.0
+    attempts: int | None = None  # model calls spent on a failed article (extraction errors)
+    usage: dict | None = None
 
 
 @dataclass
@@ -168,9 +170,12 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
             return Outcome(str(path), "failed", None, "input", str(e), time.perf_counter() - t0)
         except ExtractionError as e:
             return Outcome(str(path), "failed", None, e.kind,
-                           f"{e} (attempts={e.attempts}, usage={e.usage})", time.perf_counter() - t0)
+                           f"{e} (attempts={e.attempts}, usage={e.usage})", time.perf_counter() - t0,
+                           attempts=e.attempts, usage=e.usage)
         except OSError as e:
-            return Outcome(str(path), "failed", None, "io", f"{path}: cannot read or write: {e}",
+            return Outcome(str(path), "failed", None, "io",
+                           f"{path}: cannot read the article or write its output ({e.strerror or e}); "
+                           f"check that the file still exists and is readable and the output folder writable",
                            time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
             return Outcome(str(path), "failed", None, "internal", f"{type(e).__name__}: {e}",
@@ -205,5 +210,7 @@ def _write_indexes(output_dir: Path, articles: list[tuple[Path, Path]], result: 
         except (OSError, ValueError):
             continue
     atomic_write(output_dir / "records.jsonl", "".join(line + "\n" for line in lines))
-    errors = [{"file": o.path, "kind": o.error_kind, "message": o.message} for o in result.failed]
+    errors = [{"file": o.path, "kind": o.error_kind, "message": o.message,
+               **({"attempts": o.attempts, "usage": o.usage} if o.attempts is not None else {})}
+              for o in result.failed]
     atomic_write(output_dir / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))

@@ -29,6 +29,7 @@ class ResponseCache:
         self.directory = Path(directory)
         self.hits = 0
         self.misses = 0
+        self.used: set[str] = set()  # keys read or written by this process
 
     def key(self, model: dict, request: dict) -> str:
         """Hash of the model identity, the request and the schema version."""
@@ -57,6 +58,7 @@ class ResponseCache:
                 log.warning("cannot remove corrupt cache entry %s", path)
             return None
         self.hits += 1
+        self.used.add(key)
         return data
 
     def put(self, key: str, response: dict[str, Any]) -> None:
@@ -68,10 +70,23 @@ class ResponseCache:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(response, f, ensure_ascii=False, sort_keys=True)
             os.replace(tmp, path)
+            self.used.add(key)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+    def prune(self) -> int:
+        """Delete every entry this process did not read or write; returns how many were deleted.
+
+        Run after a complete eval to drop recordings that no current request can hit any more.
+        """
+        removed = 0
+        for path in self.directory.glob("*/*.json"):
+            if path.stem not in self.used:
+                path.unlink()
+                removed += 1
+        return removed
 
 
 def default_cache_dir() -> Path:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -22,15 +23,18 @@ ModelOpt = typer.Option(None, "--model", "-m", help="local: qwen2.5-coder-1.5b (
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
 ApiKeyOpt = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)")
 RetriesOpt = typer.Option(2, "--max-retries", min=0, help="re-asks after a validation error, per model call")
+TimeoutOpt = typer.Option(None, "--timeout", min=0.1, help="openai: seconds to wait for one response (default 120, $SUMMARIZER_TIMEOUT)")
 
 
 def _summarizer(backend: str, model: Optional[str], base_url: Optional[str], api_key: Optional[str],
-                max_retries: int, prompts: Optional[Path] = None, cache: bool = True):
+                max_retries: int, prompts: Optional[Path] = None, cache: bool = True,
+                timeout: Optional[float] = None):
     from .pipeline import Summarizer
 
+    extra = {"timeout": timeout} if timeout is not None and backend == "openai" else {}
     try:
         return Summarizer(backend, model, base_url=base_url, api_key=api_key, max_retries=max_retries,
-                          prompts_dir=str(prompts) if prompts else None, cache=cache)
+                          prompts_dir=str(prompts) if prompts else None, cache=cache, **extra)
     except Exception as e:  # noqa: BLE001 - configuration errors end the command with a clear message
         err.print(f"[red]error:[/red] cannot start backend {backend!r}: {e}")
         raise typer.Exit(2) from e
@@ -41,7 +45,7 @@ def summarize(
     input: Path = typer.Argument(..., help="folder of *.txt / *.md articles (searched recursively) or one file"),
     output: Path = typer.Option(..., "--output", "-o", help="output folder"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt,
+    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="parallel articles (remote backends)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything: ignore up-to-date outputs and the response cache"),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="folder of prompt files (default: packaged prompts/)"),
@@ -51,10 +55,12 @@ def summarize(
     from .batch import summarize_folder
 
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING)
+    if verbose < 2:  # instructor logs every exhausted retry; our own failure line says it once
+        logging.getLogger("instructor").setLevel(logging.CRITICAL)
     if not input.exists():
         err.print(f"[red]error:[/red] input not found: {input}")
         raise typer.Exit(2)
-    s = _summarizer(backend, model, base_url, api_key, max_retries, prompts, cache=not no_cache)
+    s = _summarizer(backend, model, base_url, api_key, max_retries, prompts, cache=not no_cache, timeout=timeout)
     if backend == "local" and concurrency > 1:
         err.print("note: the local backend runs one article at a time; --concurrency ignored")
         concurrency = 1
@@ -69,7 +75,8 @@ def summarize(
     def on_progress(o) -> None:
         progress.advance(task)
         if o.status == "failed":
-            progress.console.print(f"[red]failed[/red] {o.path}: {o.error_kind}: {o.message}")
+            progress.console.print(f"[red]failed[/red] {escape(o.path)}: {o.error_kind}: {escape(o.message or '')}",
+                                   soft_wrap=True)
         elif verbose:
             progress.console.print(f"{o.status} {o.path} ({o.seconds:.1f}s)")
 
@@ -137,7 +144,7 @@ def show(file: Path = typer.Argument(..., help="a record .json written by summar
 def eval_(
     fixtures: Path = typer.Option(Path("fixtures"), "--fixtures", "-f", help="fixture folder (<stem>.txt + <stem>.json)"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt,
+    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
     out_path: Optional[Path] = typer.Option(None, "--out", help="write the JSON report here"),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="an earlier JSON report to compare with"),
     html_path: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML report here"),
@@ -148,6 +155,7 @@ def eval_(
     naive: bool = typer.Option(False, "--naive", help="score the naive one-prompt baseline instead"),
     only: Optional[str] = typer.Option(None, "--only", help="only fixtures whose id contains this text"),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="skip fixtures whose id contains this text (repeatable)"),
+    prune_cache: bool = typer.Option(False, "--prune-cache", help="after the run, delete --cache-dir entries it did not use"),
 ) -> None:
     """Run the extractor over a fixture folder, score it, print the table and write reports."""
     from summarizer.evals.runner import check_thresholds, compare, load_fixtures, run_eval
@@ -161,8 +169,12 @@ def eval_(
         fxs = [f for f in fxs if only in f.id]
     for ex in exclude or []:
         fxs = [f for f in fxs if ex not in f.id]
+    if prune_cache and (not cache_dir or no_cache or only or exclude):
+        err.print("[red]error:[/red] --prune-cache needs --cache-dir and a run over every fixture "
+                  "(no --only, --exclude or --no-cache): it deletes what this run did not use")
+        raise typer.Exit(2)
     cache = False if no_cache else (cache_dir or True)
-    s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache)
+    s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache, timeout=timeout)
     info = {"backend": s.backend.name, "model": s.backend.model_id, "model_sha256": s.backend.model_sha256,
             "prompt_version": "naive" if naive else s.prompts.version, "decoding": s.backend.decoding,
             "extractor": "naive" if naive else "summarizer", "fixtures": str(fixtures)}
@@ -179,6 +191,8 @@ def eval_(
     with progress:
         report = run_eval(fxs, extract, info, on_article=lambda i, row: progress.advance(task))
     s.close()
+    if prune_cache:
+        err.print(f"pruned {s.backend.cache.prune()} unused entries from {cache_dir}")
     _print_report(report)
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from .schema import Evidence, Figure
-from .text import Article
+from .text import Article, looks_like_code
 
 _UNITS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -212,6 +212,8 @@ def extract_figures(article: Article) -> list[Figure]:
     text = article.text
     out: list[Figure] = []
     for sent in article.sentences:
+        if looks_like_code(sent.text):
+            continue
         hits = _hits(text, sent.start, sent.end)
         hits += _period(text, hits, sent.start, sent.end)
         hits.sort(key=lambda h: h.start)

@@ -26,7 +26,7 @@ from .drafts import ActorsDraft, ExtractionContext, sentence_model, to_actors, t
 from .figures import extract_figures
 from .templates import Prompts, load_prompts
 from .schema import Actor, ArticleRecord, Demand, Position, Provenance, Usage
-from .text import Article, Sentence, parse_article
+from .text import Article, Sentence, looks_like_code, parse_article
 
 _TOOL_OVERHEAD = 700  # tokens for the tool schema and chat template around the system prompt
 
@@ -43,8 +43,8 @@ _CUE = re.compile(
 
 
 def is_candidate(sentence: str) -> bool:
-    """Whether a sentence can state a demand or position (a quotation or a reporting/stance word)."""
-    return bool(_CUE.search(sentence))
+    """Whether a sentence can state a demand or position (a quotation or a reporting/stance word, not code)."""
+    return bool(_CUE.search(sentence)) and not looks_like_code(sentence)
 
 
 class ArticleError(ValueError):

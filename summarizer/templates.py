@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,7 @@ from string import Template
 
 FILES = ("system.txt", "actors.txt", "statements.txt", "example_article.txt",
          "example_actors.json", "example_statements.json")
+_DELIMITER = re.compile(r"<\s*(/?)\s*article\s*>", re.IGNORECASE)
 _PLACEHOLDERS = {"system.txt": {"article", "example_article", "example_actors", "example_statements"},
                  "statements.txt": {"actors", "sentence"}, "actors.txt": set()}
 
@@ -32,10 +34,19 @@ class Prompts:
     version: str
 
     def system_for(self, numbered_article: str) -> str:
-        """The system message: instructions, the few-shot example and the numbered article."""
-        return self.system.substitute(article=numbered_article, example_article=self.example_article,
+        """The system message: instructions, the few-shot example and the numbered article.
+
+        The article is data between <article> tags; a tag inside the article itself is defanged
+        ("</article>" becomes "[/article]") so the text cannot close the data block early.
+        """
+        return self.system.substitute(article=defang(numbered_article), example_article=self.example_article,
                                       example_actors=self.example_actors,
                                       example_statements=self.example_statements)
+
+
+def defang(text: str) -> str:
+    """Neutralise <article>/</article> delimiters appearing inside article text."""
+    return _DELIMITER.sub(lambda m: f"[{m.group(1)}article]", text)
 
 
 def load_prompts(directory: str | Path | None = None) -> Prompts:

@@ -78,6 +78,84 @@ def heuristic_reply(request: dict) -> Reply:
     return tool_reply({"statement": {"type": "none"}})
 
 
+FAULTS = ("rate_limit", "server_error", "hang", "drop", "malformed", "schema", "ungrounded", "slow")
+
+
+class Faults:
+    """A script that injects faults in front of another script (default: `heuristic_reply`).
+
+    `modes` maps a marker text to a fault; a request whose article contains the marker gets it:
+
+    - ``rate_limit``: 429 with ``Retry-After: retry_after``
+    - ``server_error``: 500, 502 and 503 in turn
+    - ``hang``: no answer for ``hang`` seconds (past the client timeout), then a valid reply
+    - ``drop``: headers and half the body, then the connection is closed
+    - ``malformed``: a 200 whose tool arguments are not JSON
+    - ``schema``: valid JSON that violates the requested schema
+    - ``ungrounded``: actors and mentions that are not in the article
+    - ``slow``: a valid reply after ``slow`` seconds
+
+    A fault fires on the first `times` requests of an article (None: on every request), then
+    the wrapped script answers, so both transient and persistent failures can be staged.
+    `latency` delays every reply (e.g. 0.2 s to stand in for a remote endpoint).
+    """
+
+    def __init__(self, modes: dict[str, str] | None = None, *, times: int | None = None,
+                 base: Callable[[dict], Reply] = heuristic_reply, latency: float = 0.0,
+                 retry_after: float = 0.1, hang: float = 30.0, slow: float = 1.0):
+        unknown = set((modes or {}).values()) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault mode(s) {sorted(unknown)}: choose from {', '.join(FAULTS)}")
+        self.modes, self.times, self.base, self.latency = dict(modes or {}), times, base, latency
+        self.retry_after, self.hang, self.slow = retry_after, hang, slow
+        self.fired: dict[str, int] = {}  # marker -> faults injected so far
+        self.lock = threading.Lock()
+
+    def __call__(self, request: dict) -> Reply:
+        system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
+        article = system.rsplit("<article>", 1)[-1]
+        for marker, mode in self.modes.items():
+            if marker in article:
+                with self.lock:
+                    n = self.fired.get(marker, 0)
+                    if self.times is not None and n >= self.times:
+                        break
+                    self.fired[marker] = n + 1
+                reply = self._fault(mode, n, request)
+                reply.delay += self.latency
+                return reply
+        reply = self.base(request)
+        reply.delay += self.latency
+        return reply
+
+    def _fault(self, mode: str, n: int, request: dict) -> Reply:
+        if mode == "rate_limit":
+            return error_reply(429, "rate limited", retry_after=self.retry_after)
+        if mode == "server_error":
+            return error_reply((500, 502, 503)[n % 3], "scripted server error")
+        if mode == "hang":
+            r = self.base(request)
+            r.delay = self.hang
+            return r
+        if mode == "drop":
+            r = self.base(request)
+            r.drop = True
+            return r
+        if mode == "malformed":
+            return tool_reply('{"actors": [{"name": "Valmont", "kind": ')
+        if mode == "schema":
+            return tool_reply({"actors": "none", "statement": 42})
+        if mode == "ungrounded":
+            tool = request["tools"][0]["function"]["name"]
+            if tool == "ActorsDraft":
+                return tool_reply({"actors": [{"name": "Atlantis", "kind": "state", "country": None,
+                                               "mention": "the Atlantean navy"}]})
+            return tool_reply({"statement": {"type": "position", "actor": "Atlantis", "topic": "invented"}})
+        r = self.base(request)  # slow
+        r.delay = self.slow
+        return r
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 

@@ -29,6 +29,18 @@ class Sentence:
     text: str
 
 
+_CODE = re.compile(r'^\s*(?:```|~~~|[{\[]\s*["{\[\]}]|</?[A-Za-z][\w-]*[^<>]*>\s*$)|"[\w ]+"\s*:\s*[\[{"\d]')
+
+
+def looks_like_code(sentence: str) -> bool:
+    """Whether a "sentence" is code or markup (a fence, JSON, a lone tag) rather than prose.
+
+    Such lines state no figure, position or demand even when they carry numbers or quotes
+    (a pasted JSON block, an injected fake answer), so the pipeline skips them.
+    """
+    return bool(_CODE.search(sentence))
+
+
 @dataclass
 class Article:
     """A parsed article; `text` is the raw input, offsets index it."""

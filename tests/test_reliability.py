@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from summarizer import ExtractionError, Summarizer
-from summarizer.testing import Reply, ScriptedServer, error_reply, heuristic_reply, tool_reply
+from summarizer.testing import Faults, Reply, ScriptedServer, error_reply, heuristic_reply, tool_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = "Talks\n\nThe Valmont government said it wanted peace. Ostrava said the troops were on exercises.\n"
@@ -70,6 +70,39 @@ def test_input_that_is_a_single_file(tmp_path):
     with ScriptedServer() as srv:
         r = run_folder(f, tmp_path / "o", srv.url)
     assert r.returncode == 0 and (tmp_path / "o" / "one.json").exists()
+
+
+def test_files_that_vanish_or_become_unreadable_mid_run(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for i in range(6):
+        (inp / f"a{i}.txt").write_text(GOOD.replace("peace", f"peace {i}"))
+    gone, swapped = inp / "a4.txt", inp / "a5.txt"
+
+    def sabotage():  # once the first article is written, delete one pending file and replace another by a folder
+        deadline = time.monotonic() + 60
+        while not (out / "a0.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        gone.unlink()
+        swapped.unlink()
+        swapped.mkdir()
+
+    import threading
+
+    t = threading.Thread(target=sabotage)
+    with ScriptedServer(Faults(latency=0.3)) as srv:  # slow enough that the listing is long done
+        t.start()
+        r = run_folder(inp, out, srv.url)
+        t.join()
+    assert r.returncode == 1
+    assert "4 summarised, 0 up to date, 2 failed" in r.stderr
+    errs = errors_of(out)
+    assert set(errs) == {"a4.txt", "a5.txt"}
+    for e in errs.values():
+        assert e["kind"] == "io" and "check that the file still exists and is readable" in e["message"]
+        assert e["file"] in r.stderr
+    assert sorted(p.name for p in out.glob("*.json")) == [f"a{i}.json" for i in range(4)]
+    assert len((out / "records.jsonl").read_text().splitlines()) == 4
 
 
 def test_endpoint_that_keeps_failing_ends_as_one_clean_error_line_and_others_complete(tmp_path):
@@ -208,19 +241,25 @@ def test_sigint_stops_cleanly_with_a_summary(tmp_path):
 
 @pytest.mark.slow
 def test_ten_thousand_small_files_with_bounded_memory(tmp_path):
-    import resource
-
     inp, out = tmp_path / "in", tmp_path / "out"
     for i in range(10_000):
         d = inp / f"d{i // 1000}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"a{i:05d}.txt").write_text(f"Note {i}\n\nOfficials in Valmont said case {i} was closed.\n")
-    with ScriptedServer() as srv:
-        r = run_folder(inp, out, srv.url, "--concurrency", "8", "--no-cache")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with ScriptedServer() as srv, open(tmp_path / "stderr", "w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "summarizer.cli", "summarize", str(inp), "-o", str(out),
+                                 "-b", "openai", "-m", "scripted", "--base-url", srv.url, "--concurrency", "8",
+                                 "--no-cache"], stdout=subprocess.DEVNULL, stderr=err)
+        # wait4 gives the peak RSS of this one child (RUSAGE_CHILDREN would be the largest of every
+        # process the test session ever waited for, e.g. a llama.cpp server holding the model)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
+    peak_mb = usage.ru_maxrss / 1024
     print(f"\n10,000-file batch: peak RSS of the CLI {peak_mb:.0f} MB")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "10000 summarised, 0 up to date, 0 failed" in r.stderr
-    assert "10000/10000" in r.stderr  # the progress bar ends exactly at the total
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "10000 summarised, 0 up to date, 0 failed" in stderr
+    assert "10000/10000" in stderr  # the progress bar ends exactly at the total
     assert len((out / "records.jsonl").read_text().splitlines()) == 10_000
     assert peak_mb < 1024

@@ -11,7 +11,7 @@ from typing import Any
 
 import instructor
 import openai
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from .base import Backend, TransportError
 
@@ -39,7 +39,7 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, transport_retries: int = 4, backoff_max: float | None = None,
+                 timeout: float | None = None, transport_retries: int = 4, backoff_max: float | None = None,
                  mode: str | None = None, context_window: int | None = None, **kw: Any):
         super().__init__(**kw)
         self._context_window = context_window or int(os.environ.get("SUMMARIZER_CONTEXT_WINDOW", "32768"))
@@ -51,14 +51,16 @@ class OpenAIBackend(Backend):
         self.mode = instructor.Mode(mode) if mode else instructor.Mode.TOOLS
         self.transport_retries = transport_retries
         self.backoff_max = backoff_max if backoff_max is not None else float(os.environ.get("SUMMARIZER_BACKOFF_MAX", "30"))
+        timeout = timeout if timeout is not None else float(os.environ.get("SUMMARIZER_TIMEOUT", "120"))
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0)
         self.transport_attempts = 0
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         after = _retry_after(exc)
-        base = wait_exponential_jitter(initial=min(0.5, self.backoff_max), max=self.backoff_max,
-                                      jitter=min(1.0, self.backoff_max))(state)
+        # exponential backoff with jitter, capped (wait_exponential + wait_random: stable across tenacity versions)
+        base = min(self.backoff_max, wait_exponential(multiplier=min(0.5, self.backoff_max), max=self.backoff_max)(state)
+                   + wait_random(0, min(1.0, self.backoff_max))(state))
         return max(after, base) if after is not None else base
 
     def _create(self, **kwargs: Any) -> Any:
