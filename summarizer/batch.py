@@ -16,12 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from .backends import ExtractionError
 from .pipeline import ArticleError, Summarizer
 from .schema import ArticleRecord
 
+T = TypeVar("T")
 SUFFIXES = (".txt", ".md")
 
 
@@ -139,6 +140,54 @@ def _is_current(out: Path, key: str) -> bool:
         return False
 
 
+def summarize_one(summarizer: Summarizer, source: str, out: Path, identity: dict, *,
+                  path: Path | None = None, text: str | None = None, use_existing: bool = True) -> Outcome:
+    """One article (read from `path`, or given as `text`) → `out`, atomically; never raises.
+
+    The unit of work of both folder runs and dataset maps: an up-to-date `out` (same article
+    hash and identity) is kept, any failure becomes an Outcome with a kind and a message.
+    """
+    name = str(path) if path is not None else source
+    t0 = time.perf_counter()
+    try:
+        if text is None:
+            text = read_article(path)
+        key = run_key(identity, text)
+        if use_existing and _is_current(out, key):
+            return Outcome(name, "skipped", str(out))
+        record = summarizer.summarize(text)
+        record.provenance.run_key = key
+        record.provenance.source = source
+        atomic_write(out, record.model_dump_json(indent=2) + "\n")
+        return Outcome(name, "done", str(out), seconds=time.perf_counter() - t0)
+    except ArticleError as e:
+        msg = str(e) if path is not None else f"{source}: {e}"
+        return Outcome(name, "failed", None, "input", msg, time.perf_counter() - t0)
+    except ExtractionError as e:
+        return Outcome(name, "failed", None, e.kind,
+                       f"{e} (attempts={e.attempts}, usage={e.usage})", time.perf_counter() - t0,
+                       attempts=e.attempts, usage=e.usage)
+    except OSError as e:
+        return Outcome(name, "failed", None, "io",
+                       f"{name}: cannot read the article or write its output ({e.strerror or e}); "
+                       f"check that the file still exists and is readable and the output folder writable",
+                       time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
+        return Outcome(name, "failed", None, "internal", f"{type(e).__name__}: {e}",
+                       time.perf_counter() - t0)
+
+
+def run_parallel(jobs: list[Callable[[], T]], concurrency: int, on_result: Callable[[T], None]) -> None:
+    """Run jobs in order (concurrency 1) or on a bounded thread pool; report each outcome."""
+    if concurrency <= 1:
+        for job in jobs:
+            on_result(job())
+        return
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for f in as_completed([pool.submit(job) for job in jobs]):
+            on_result(f.result())
+
+
 def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer: Summarizer, *,
                      concurrency: int = 1, use_existing: bool = True,
                      on_progress: Callable[[Outcome], None] | None = None,
@@ -153,49 +202,17 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
     result = BatchResult()
     lock = threading.Lock()
 
-    def one(path: Path, rel: Path) -> Outcome:
-        out = output_dir / rel.with_suffix(".json")
-        t0 = time.perf_counter()
-        try:
-            text = read_article(path)
-            key = run_key(identity, text)
-            if use_existing and _is_current(out, key):
-                return Outcome(str(path), "skipped", str(out))
-            record = summarizer.summarize(text)
-            record.provenance.run_key = key
-            record.provenance.source = str(rel)
-            atomic_write(out, record.model_dump_json(indent=2) + "\n")
-            return Outcome(str(path), "done", str(out), seconds=time.perf_counter() - t0)
-        except ArticleError as e:
-            return Outcome(str(path), "failed", None, "input", str(e), time.perf_counter() - t0)
-        except ExtractionError as e:
-            return Outcome(str(path), "failed", None, e.kind,
-                           f"{e} (attempts={e.attempts}, usage={e.usage})", time.perf_counter() - t0,
-                           attempts=e.attempts, usage=e.usage)
-        except OSError as e:
-            return Outcome(str(path), "failed", None, "io",
-                           f"{path}: cannot read the article or write its output ({e.strerror or e}); "
-                           f"check that the file still exists and is readable and the output folder writable",
-                           time.perf_counter() - t0)
-        except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
-            return Outcome(str(path), "failed", None, "internal", f"{type(e).__name__}: {e}",
-                           time.perf_counter() - t0)
-
     def record(o: Outcome) -> None:
         with lock:
             result.outcomes.append(o)
         if on_progress:
             on_progress(o)
 
+    jobs = [lambda p=p, rel=rel: summarize_one(summarizer, str(rel), output_dir / rel.with_suffix(".json"),
+                                               identity, path=p, use_existing=use_existing)
+            for p, rel in articles]
     try:
-        if concurrency <= 1:
-            for p, rel in articles:
-                record(one(p, rel))
-        else:
-            with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                futures = [pool.submit(one, p, rel) for p, rel in articles]
-                for f in as_completed(futures):
-                    record(f.result())
+        run_parallel(jobs, concurrency, record)
     finally:
         _write_indexes(output_dir, articles, result)
     return result

@@ -96,6 +96,58 @@ def summarize(
         raise typer.Exit(1)
 
 
+@app.command("map")
+def map_(
+    data: Path = typer.Argument(..., help="a .parquet, .jsonl/.json or .csv file with one article per row"),
+    output: Path = typer.Option(..., "--output", "-o", help="result file (.parquet, .jsonl or .csv): the input columns plus the results"),
+    text_column: str = typer.Option("text", "--text-column", help="column holding the article text"),
+    id_column: Optional[str] = typer.Option("id", "--id-column", help="column with a unique row id ('' for the row index)"),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="per-row records, for resuming (default: OUTPUT.work/)"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="rows per Dataset.map batch"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="parallel rows per batch (remote backends)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute every row"),
+) -> None:
+    """Summarise every row of a dataset file through `datasets` (resumable); write the rows with result columns."""
+    from datasets import load_dataset
+
+    from .corpus import summarize_dataset
+
+    logging.getLogger("instructor").setLevel(logging.CRITICAL)
+    kinds = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+    if data.suffix not in kinds or output.suffix not in kinds:
+        err.print(f"[red]error:[/red] use .parquet, .jsonl, .json or .csv files (got {data.name} → {output.name})")
+        raise typer.Exit(2)
+    if not data.is_file():
+        err.print(f"[red]error:[/red] input not found: {data}")
+        raise typer.Exit(2)
+    ds = load_dataset(kinds[data.suffix], data_files=str(data), split="train")
+    s = _summarizer(backend, model, base_url, api_key, max_retries, cache=not no_cache, timeout=timeout)
+    if backend == "local":
+        concurrency = 1
+    try:
+        res = summarize_dataset(ds, s, work_dir or output.with_name(output.name + ".work"), text_column=text_column,
+                                id_column=id_column or None, batch_size=batch_size, concurrency=concurrency,
+                                use_existing=not no_cache)
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished rows are saved; rerun the same command to resume")
+        raise typer.Exit(130)
+    finally:
+        s.close()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    getattr(res, {"parquet": "to_parquet", "json": "to_json", "csv": "to_csv"}[kinds[output.suffix]])(str(tmp))
+    tmp.replace(output)
+    st = res["status"]
+    err.print(f"{st.count('done')} summarised, {st.count('skipped')} up to date, {st.count('failed')} failed → {output}")
+    if st.count("failed"):
+        raise typer.Exit(1)
+
+
 @app.command()
 def show(file: Path = typer.Argument(..., help="a record .json written by summarize")) -> None:
     """Print a record readably: actors, positions, demands with their quotes, figures."""
@@ -226,6 +278,96 @@ def eval_(
         if fails:
             raise typer.Exit(1)
         err.print(f"all scores at or above the thresholds in {check}")
+
+
+@app.command()
+def bench(
+    folder: Optional[Path] = typer.Argument(None, help="articles to time (default: the fixture articles in fixtures/)"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
+    only: Optional[str] = typer.Option(None, "--only", help="only articles whose id contains this text"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="at most N articles"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="response cache to use (default: a new, empty one: a cold run)"),
+    warm: bool = typer.Option(False, "--warm", help="then run the same articles again on the now-warm cache"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write all measurements here"),
+    loopback: bool = typer.Option(False, "--loopback", help="remote throughput against a fixed-latency loopback endpoint instead"),
+    latency: float = typer.Option(0.2, "--latency", help="--loopback: seconds per reply"),
+    articles: int = typer.Option(200, "--articles", min=1, help="--loopback: synthetic articles per run"),
+    concurrency: Optional[list[int]] = typer.Option(None, "--concurrency", "-c", help="--loopback: concurrency levels (repeatable; default 1, 8, 32)"),
+) -> None:
+    """Time the extractor per article beside the model-only floor (or remote throughput with --loopback)."""
+    import tempfile
+
+    from . import bench as b
+
+    if loopback:
+        rows = b.bench_throughput(concurrency or [1, 8, 32], articles, latency)
+        t = Table(title=f"throughput: {articles} articles, loopback endpoint at {latency * 1000:.0f} ms per reply")
+        for c in ("concurrency", "articles/s", "ideal", "ratio", "calls/article", "seconds", "failed"):
+            t.add_column(c, justify="right")
+        for r in rows:
+            t.add_row(str(r["concurrency"]), f"{r['articles_per_s']:.2f}", f"{r['ideal_articles_per_s']:.2f}",
+                      f"{r['ratio_to_ideal']:.0%}", f"{r['calls_per_article']:.1f}", f"{r['seconds']:.1f}",
+                      str(r["failed"]))
+        out.print(t)
+        if json_path:
+            json_path.write_text(json.dumps({"throughput": rows}, indent=1) + "\n", encoding="utf-8")
+        return
+    if folder is None:
+        from summarizer.evals.runner import load_fixtures
+
+        items = [(f.id, f.text) for f in load_fixtures(Path("fixtures"))]
+    else:
+        from .batch import find_articles, read_article
+
+        items = [(str(rel), read_article(p)) for p, rel in find_articles(folder)]
+    items = [(i, t) for i, t in items if not only or only in i][:limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache_dir or Path(tmp), timeout=timeout)
+        runs = {"cold" if cache_dir is None else "run": None}
+        progress = lambda r: err.print(f"{r['id']}: {r['seconds']:.1f}s, {r['calls']} calls"  # noqa: E731
+                                       + (f", model {r['model_seconds']:.1f}s" if "model_seconds" in r else "")
+                                       + (f" [red]{escape(r['error'])}[/red]" if r["error"] else ""))
+        key = next(iter(runs))
+        runs[key] = b.bench_articles(s, items, on_article=progress)
+        if warm:
+            runs["warm"] = b.bench_articles(s, items)
+        s.close()
+    for name, res in runs.items():
+        _print_bench(name, res)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+
+
+def _print_bench(name: str, res: dict) -> None:
+    t = Table(title=f"bench ({name}): {res['backend']}/{res['model']}, threads {res.get('threads')}")
+    cols = ["article", "s", "prompt tok", "compl tok", "calls", "retries", "tok/s", "model s", "× floor"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "article" else "right")
+    for r in res["articles"]:
+        ratio = r.get("floor_ratio")
+        t.add_row(r["id"], f"{r['seconds']:.1f}", str(r["prompt_tokens"]), str(r["completion_tokens"]),
+                  str(r["calls"]), str(r["retries"]), f"{r['completion_tok_s']:.1f}",
+                  f"{r['model_seconds']:.1f}" if "model_seconds" in r else "-", f"{ratio:.2f}" if ratio else "-")
+    out.print(t)
+    a = res["aggregate"]
+    lines = [f"{a['n_articles']} articles ({a['failed']} failed): median {a['median_s']:.1f} s, mean {a['mean_s']:.1f} s, "
+             f"total {a['total_s']:.1f} s; model load {a['model_load_s']:.1f} s "
+             f"(median with the load in the first article {a['median_s_incl_load']:.1f} s)",
+             f"tokens: {a['prompt_tokens']} prompt + {a['completion_tokens']} completion "
+             f"({a['completion_tok_s']:.1f} completion tok/s); {a['calls']} calls, {a['retries']} retries; "
+             f"peak RSS {a['peak_rss_mb']:.0f} MB"]
+    if a.get("model_seconds") is not None:
+        lines.append(f"model-only floor: {a['model_seconds']:.1f} s inside llama.cpp ({a['prefill_tokens']} prompt tokens "
+                     f"read, {a['decode_steps']} decode steps) → our time is {a['floor_ratio']:.2f} × the floor")
+        if a.get("rates"):
+            r = a["rates"]
+            lines.append(f"llama.cpp alone on this machine: prefill {r['prefill_tok_s']:.0f} tok/s, decode "
+                         f"{r['decode_tok_s']:.1f} tok/s → floor estimate {a['floor_estimate_s']:.1f} s "
+                         f"(without KV-cache reuse {a['floor_without_kv_reuse_s']:.1f} s)")
+    for line in lines:
+        out.print(line)
 
 
 def _print_report(report: dict) -> None:

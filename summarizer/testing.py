@@ -158,6 +158,9 @@ class Faults:
 
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
+    protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do (every reply has a Content-Length)
+    wbufsize = -1                  # headers and body leave in one write (flushed after each request) ...
+    disable_nagle_algorithm = True  # ... and without waiting for a delayed ACK
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -237,8 +240,14 @@ class ScriptedServer:
         self.stop()
 
 
-def main() -> None:  # pragma: no cover - manual use: python -m summarizer.testing
-    with ScriptedServer() as s:
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - manual use
+    """`python -m summarizer.testing [--latency S]`: serve the heuristic model; prints the URL."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m summarizer.testing")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds added to every reply")
+    args = ap.parse_args(argv)
+    with ScriptedServer(Faults(latency=args.latency)) as s:
         print(s.url, flush=True)
         threading.Event().wait()
 
