@@ -161,7 +161,7 @@ def summarize_one(summarizer: Summarizer, source: str, out: Path, identity: dict
         atomic_write(out, record.model_dump_json(indent=2) + "\n")
         return Outcome(name, "done", str(out), seconds=time.perf_counter() - t0)
     except ArticleError as e:
-        msg = str(e) if path is not None else f"{source}: {e}"
+        msg = str(e) if name in str(e) else f"{name}: {e}"
         return Outcome(name, "failed", None, "input", msg, time.perf_counter() - t0)
     except ExtractionError as e:
         return Outcome(name, "failed", None, e.kind,

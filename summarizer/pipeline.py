@@ -147,7 +147,7 @@ class Summarizer:
         if "\x00" in text:
             raise ArticleError("article contains NUL bytes: it looks binary, not text")
         if not text.strip():
-            raise ArticleError("article is empty or whitespace only")
+            raise ArticleError("article is empty or whitespace only: nothing to summarise (fill or remove the file)")
         t0 = time.perf_counter()
         article = parse_article(text)
         usage, dropped = Usage(), Counter()

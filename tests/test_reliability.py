@@ -44,6 +44,18 @@ def test_bad_inputs_fail_one_by_one_with_specific_messages(tmp_path):
     (inp / "short.txt").write_text("Valmont said no.")
     (inp / "loop").symlink_to(inp, target_is_directory=True)       # a symlink loop
     (inp / "link.txt").symlink_to(inp / "good.txt")                # a symlinked file
+    (inp / "..txt").write_text(GOOD)                               # hidden (dot) files are skipped, like .git
+    (inp / "a..b.txt").write_text(GOOD)                            # odd names: dots, a leading dash, a newline
+    (inp / "-o.txt").write_text(GOOD)
+    (inp / "new\nline.txt").write_text(GOOD)
+    outside = tmp_path / "elsewhere"                               # a symlink to a folder outside the input
+    outside.mkdir()
+    (outside / "far.txt").write_text(GOOD)
+    (inp / "escape").symlink_to(outside, target_is_directory=True)
+    def outside_files():  # everything but the input tree and the test's response cache
+        return sorted(p for p in tmp_path.rglob("*") if p.relative_to(tmp_path).parts[0] not in ("in", "responses"))
+
+    before = outside_files()
     out = inp / "out"                                              # output inside the input folder
     with ScriptedServer() as srv:
         r = run_folder(inp, out, srv.url)
@@ -53,12 +65,16 @@ def test_bad_inputs_fail_one_by_one_with_specific_messages(tmp_path):
     assert "empty or whitespace only" in errs["empty.txt"]["message"]
     assert "looks binary" in errs["binary.txt"]["message"]
     assert "HTML page" in errs["page.txt"]["message"]
+    assert "fill or remove the file" in errs["empty.txt"]["message"]
+    assert "extract the article text" in errs["page.txt"]["message"]
     for e in errs.values():
-        assert e["kind"] == "input" and e["file"] in e["message"] or e["kind"] == "input"
-        assert Path(e["file"]).name in r.stderr
+        assert e["kind"] == "input" and e["file"] in e["message"]  # names the file ...
+        assert Path(e["file"]).name in r.stderr                   # ... on stderr too
     done = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
-    assert done == ["good.json", "latin1.json", "link.json", "nested/deeper/also good.json",
-                    "non-ascii ünïcode.json", "short.json"]
+    assert done == ["-o.json", "a..b.json", "escape/far.json", "good.json", "latin1.json", "link.json",
+                    "nested/deeper/also good.json", "new\nline.json", "non-ascii ünïcode.json", "short.json"]
+    # nothing was written outside the output folder
+    assert outside_files() == before
     latin = json.loads((out / "latin1.json").read_text())
     assert latin["headline"] == "Café talks"
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
