@@ -23,9 +23,20 @@ from typing import Any, Callable, Iterable
 from .pipeline import Summarizer
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak resident memory of a process so far (default: this one), in MB.
+
+    Reads VmHWM from /proc: getrusage's ru_maxrss also counts the parent's memory at fork
+    time (Linux carries the old address space's high-water mark over exec).
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
 
 
 @dataclass

@@ -358,7 +358,9 @@ def _print_bench(name: str, res: dict) -> None:
              f"tokens: {a['prompt_tokens']} prompt + {a['completion_tokens']} completion "
              f"({a['completion_tok_s']:.1f} completion tok/s); {a['calls']} calls, {a['retries']} retries; "
              f"peak RSS {a['peak_rss_mb']:.0f} MB"]
-    if a.get("model_seconds") is not None:
+    if a.get("model_seconds") == 0:
+        lines.append("model-only floor: 0 s — no llama.cpp work at all (every response came from the cache)")
+    elif a.get("model_seconds") is not None:
         lines.append(f"model-only floor: {a['model_seconds']:.1f} s inside llama.cpp ({a['prefill_tokens']} prompt tokens "
                      f"read, {a['decode_steps']} decode steps) → our time is {a['floor_ratio']:.2f} × the floor")
         if a.get("rates"):
