@@ -100,10 +100,9 @@ def llama_rates(llm: Any, prompt_tokens: int = 512, decode_tokens: int = 64) -> 
 def bench_articles(summarizer: Summarizer, articles: Iterable[tuple[str, str]],
                    on_article: Callable[[dict], None] | None = None) -> dict:
     """Summarise each (id, text) and measure it; returns per-article rows and aggregates."""
-    llm = getattr(summarizer.backend, "llm", None) if summarizer.backend.name == "local" else None
     t0 = time.perf_counter()
-    if llm is not None:
-        llm = summarizer.backend.llm  # load now, timed separately
+    # the local backend loads its model on first use: load it now, timed separately
+    llm = summarizer.backend.llm if summarizer.backend.name == "local" else None
     load_s = time.perf_counter() - t0
     meter = EvalMeter(llm) if llm is not None else None
     rows = []
