@@ -9,6 +9,7 @@ validation, parsing). A direct micro-benchmark of llama.cpp's prefill and decode
 """
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import subprocess
@@ -29,14 +30,13 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     Reads VmHWM from /proc: getrusage's ru_maxrss also counts the parent's memory at fork
     time (Linux carries the old address space's high-water mark over exec).
     """
+    fallback = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
+            hwm = [line for line in f if line.startswith("VmHWM:")]
+    except OSError:  # no /proc (not Linux) or the process has exited
+        return fallback
+    return int(hwm[0].split()[1]) / 1024 if hwm else fallback
 
 
 @dataclass
@@ -215,8 +215,6 @@ def bench_throughput(concurrencies: list[int], n_articles: int = 200, latency: f
                 t0 = time.perf_counter()
                 res = summarize_folder(inp, out, s, concurrency=c, use_existing=False)
                 wall = time.perf_counter() - t0
-                import json
-
                 calls = [json.loads(p.read_text())["provenance"]["attempts"] for p in out.glob("*.json")]
                 per_article = statistics.fmean(calls) if calls else 0.0
                 ideal = c / (per_article * latency) if per_article else 0.0

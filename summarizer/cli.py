@@ -324,12 +324,11 @@ def bench(
     items = [(i, t) for i, t in items if not only or only in i][:limit]
     with tempfile.TemporaryDirectory() as tmp:
         s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache_dir or Path(tmp), timeout=timeout)
-        runs = {"cold" if cache_dir is None else "run": None}
+        first = "cold" if cache_dir is None else "run"
         progress = lambda r: err.print(f"{r['id']}: {r['seconds']:.1f}s, {r['calls']} calls"  # noqa: E731
                                        + (f", model {r['model_seconds']:.1f}s" if "model_seconds" in r else "")
                                        + (f" [red]{escape(r['error'])}[/red]" if r["error"] else ""))
-        key = next(iter(runs))
-        runs[key] = b.bench_articles(s, items, on_article=progress)
+        runs = {first: b.bench_articles(s, items, on_article=progress)}
         if warm:
             runs["warm"] = b.bench_articles(s, items)
         s.close()

@@ -49,11 +49,15 @@ def error_reply(status: int, message: str = "scripted error", retry_after: float
     return Reply({"error": {"message": message, "type": "scripted", "code": status}}, status, headers)
 
 
+def article_of(request: dict) -> str:
+    """The article to process in a request: the last <article> block of its system message."""
+    system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
+    return system.rsplit("<article>", 1)[-1]
+
+
 def article_lines(request: dict) -> dict[int, str]:
     """The numbered sentences of the article to process, parsed from a request's system message."""
-    system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
-    part = system.rsplit("<article>", 1)[-1]
-    return {int(n): t for n, t in re.findall(r"^\[(\d+)\] (.*)$", part, re.M)}
+    return {int(n): t for n, t in re.findall(r"^\[(\d+)\] (.*)$", article_of(request), re.M)}
 
 
 def heuristic_reply(request: dict) -> Reply:
@@ -112,8 +116,7 @@ class Faults:
         self.lock = threading.Lock()
 
     def __call__(self, request: dict) -> Reply:
-        system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
-        article = system.rsplit("<article>", 1)[-1]
+        article = article_of(request)
         for marker, mode in self.modes.items():
             if marker in article:
                 with self.lock:
@@ -162,8 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = -1                  # headers and body leave in one write (flushed after each request) ...
     disable_nagle_algorithm = True  # ... and without waiting for a delayed ACK
 
-    def log_message(self, *args: Any) -> None:  # quiet
-        pass
+    def log_message(self, *args: Any) -> None:
+        """Silence the per-request access log (tests would drown in it)."""
 
     def do_GET(self) -> None:  # /v1/models
         self._send(Reply({"object": "list", "data": [{"id": "scripted", "object": "model"}]}))
@@ -196,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            return  # the client gave up first (its timeout during a "hang"): nobody left to answer
 
 
 class _Server(ThreadingHTTPServer):

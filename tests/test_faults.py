@@ -7,6 +7,7 @@ bounded number of requests while the healthy ones complete. Nothing ungrounded i
 written, and attempts and token usage are recorded per article.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 
 from summarizer import ArticleRecord
-from summarizer.testing import FAULTS, Faults, ScriptedServer
+from summarizer.testing import FAULTS, Faults, ScriptedServer, article_of
 
 # marker (a made-up place name that only its article contains) -> fault mode
 MARKERS = {"Arvenholt": "rate_limit", "Brisca": "server_error", "Cendrel": "hang", "Dovmark": "drop",
@@ -39,8 +40,6 @@ def make_batch(tmp_path):
 
 
 def run(inp, out, url, *extra):
-    import os
-
     return subprocess.run([sys.executable, "-m", "summarizer.cli", "summarize", str(inp), "-o", str(out),
                            "-b", "openai", "-m", "scripted", "--base-url", url, "--no-cache", "--timeout", "1",
                            "--max-retries", "2", *extra],
@@ -48,8 +47,7 @@ def run(inp, out, url, *extra):
 
 
 def requests_of(server, marker):
-    return [r for r in server.requests
-            if marker in next(m["content"] for m in r["messages"] if m["role"] == "system").rsplit("<article>", 1)[-1]]
+    return [r for r in server.requests if marker in article_of(r)]
 
 
 def check_written(out, inp):
