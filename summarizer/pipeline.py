@@ -2,8 +2,8 @@
 
 Per chunk of numbered sentences (one chunk unless the article exceeds the context):
 1. actors call: actors with verbatim mentions (re-asked, then dropped if ungrounded);
-2. statements call: demands and positions pointing at sentence numbers, actor names
-   constrained to the actors of step 1;
+2. one short call per candidate sentence, continuing the same conversation: is it a
+   demand, a position or neither, with actor names constrained to the actors of step 1;
 then figures are read deterministically, chunks are merged, and every quote is checked
 against the raw text before the record is returned.
 """
@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .backends import Backend, ExtractionError, get_backend
 from .cache import ResponseCache, default_cache_dir
-from .drafts import ActorsDraft, ExtractionContext, sentence_model, to_actors, to_statements
+from .drafts import ActorsDraft, ExtractionContext, actors_answer, sentence_model, to_actors, to_statements
 from .figures import extract_figures
 from .templates import Prompts, load_prompts
 from .schema import Actor, ArticleRecord, Demand, Position, Provenance, Usage
@@ -109,32 +109,36 @@ class Summarizer:
 
     # -- one chunk ----------------------------------------------------------------------
     def _chunk(self, article: Article, sents: list[Sentence], usage: Usage, dropped: Counter) -> tuple:
+        """One conversation per chunk: the actors call, then one short turn per candidate sentence.
+
+        Every call starts with the same messages (system with the article, the actors request and
+        the actors answer), so a local model keeps them in its KV cache and reads only the new
+        sentence turn; instructions and the few-shot example live in the system message.
+        """
         system = {"role": "system", "content": self.prompts.system_for(article.numbered(sents))}
+        ask = {"role": "user", "content": self.prompts.actors}
         ctx = ExtractionContext(article.text)
-        draft, st = self.backend.structured(
-            [system, {"role": "user", "content": self.prompts.actors}], ActorsDraft, ctx, self.max_retries)
+        draft, st = self.backend.structured([system, ask], ActorsDraft, ctx, self.max_retries)
         usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
         dropped.update(ctx.dropped)
         dropped["_calls"] += 1
         actors = to_actors(draft)
         if not actors:
             return [], [], []
-        names = [a.name for a in actors]
-        listing = ", ".join(json.dumps(a.name, ensure_ascii=False) for a in actors)
-        model = sentence_model(names)
+        answer = {"role": "assistant", "content": actors_answer(draft)}
+        model = sentence_model([a.name for a in actors])
         positions: list[Position] = []
         demands: list[Demand] = []
         for sent in sents:
             if not is_candidate(sent.text):
                 continue
             ctx = ExtractionContext(article.text)
-            user = self.prompts.statements.substitute(actors=listing, sentence=f"[{sent.n}] {sent.text}")
-            sdraft, st = self.backend.structured([system, {"role": "user", "content": user}], model, ctx,
-                                                 self.max_retries)
+            turn = {"role": "user", "content": self.prompts.statements.substitute(sentence=f"[{sent.n}] {sent.text}")}
+            sdraft, st = self.backend.structured([system, ask, answer, turn], model, ctx, self.max_retries)
             usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
             dropped.update(ctx.dropped)
             dropped["_calls"] += 1
-            p, d = to_statements(sdraft, sent)
+            p, d = to_statements(sdraft, sent, actors)
             positions += p
             demands += d
         return actors, positions, demands

@@ -16,7 +16,7 @@ FILES = ("system.txt", "actors.txt", "statements.txt", "example_article.txt",
          "example_actors.json", "example_statements.json")
 _DELIMITER = re.compile(r"<\s*(/?)\s*article\s*>", re.IGNORECASE)
 _PLACEHOLDERS = {"system.txt": {"article", "example_article", "example_actors", "example_statements"},
-                 "statements.txt": {"actors", "sentence"}, "actors.txt": set()}
+                 "statements.txt": {"sentence"}, "actors.txt": set()}
 
 
 class PromptError(ValueError):
@@ -62,14 +62,19 @@ def load_prompts(directory: str | Path | None = None) -> Prompts:
         found = {m[1] or m[2] for m in Template.pattern.findall(texts[name]) if m[1] or m[2]}
         if found != needed:
             raise PromptError(f"{name}: placeholders {sorted(found)} but expected {sorted(needed)}")
+    parsed = {}
     for name in ("example_actors.json", "example_statements.json"):
         try:
-            json.loads(texts[name])
+            parsed[name] = json.loads(texts[name])
         except json.JSONDecodeError as e:
             raise PromptError(f"{name} is not valid JSON: {e}") from e
+    if not isinstance(parsed["example_statements.json"], dict):
+        raise PromptError("example_statements.json must map each example sentence number to its answer")
+    # the example's statement answers are shown one per line, as the model answers them one per call
+    statements = "\n".join(f"{k} {json.dumps(v, ensure_ascii=False)}" for k, v in parsed["example_statements.json"].items())
     h = hashlib.sha256()
     for name in FILES:
         h.update(name.encode() + b"\0" + texts[name].encode("utf-8") + b"\0")
     return Prompts(Template(texts["system.txt"]), texts["actors.txt"], Template(texts["statements.txt"]),
                    texts["example_article.txt"], texts["example_actors.json"],
-                   texts["example_statements.json"], h.hexdigest()[:16])
+                   statements, h.hexdigest()[:16])

@@ -70,16 +70,15 @@ def heuristic_reply(request: dict) -> Reply:
             for w in re.findall(r"\b[A-Z][a-z]{3,}\b", text):
                 if w not in names and len(names) < 3:
                     names.append(w)
-        return tool_reply({"actors": [{"name": n, "kind": "other", "country": None, "mention": None}
-                                      for n in names]})
-    actor = tool["parameters"]["$defs"]["PositionItem"]["properties"]["actor"]
-    enum = actor.get("enum") or ([actor["const"]] if "const" in actor else [])
+        return tool_reply({"actors": [[n, "other", None, None] for n in names]})
+    position = next(v for v in tool["parameters"]["anyOf"] if v["properties"]["type"].get("const") == "position")
+    enum = position["properties"]["actor"].get("enum") or []
     user = request["messages"][-1]["content"]
-    m = re.search(r"^Sentence \[\d+\] (.*)$", user, re.M)
+    m = re.search(r"sentence \[\d+\] (.*)$", user, re.M)
     sentence = m.group(1) if m else ""
     if enum and " said" in sentence:
-        return tool_reply({"statement": {"type": "position", "actor": enum[0], "topic": "statement"}})
-    return tool_reply({"statement": {"type": "none"}})
+        return tool_reply({"type": "position", "actor": enum[0], "topic": "statement"})
+    return tool_reply({"type": "none"})
 
 
 FAULTS = ("rate_limit", "server_error", "hang", "drop", "malformed", "schema", "ungrounded", "slow")
@@ -145,15 +144,14 @@ class Faults:
             r.drop = True
             return r
         if mode == "malformed":
-            return tool_reply('{"actors": [{"name": "Valmont", "kind": ')
+            return tool_reply('{"actors": [["Valmont", ')
         if mode == "schema":
-            return tool_reply({"actors": "none", "statement": 42})
+            return tool_reply({"actors": "none", "type": 42})
         if mode == "ungrounded":
             tool = request["tools"][0]["function"]["name"]
             if tool == "ActorsDraft":
-                return tool_reply({"actors": [{"name": "Atlantis", "kind": "state", "country": None,
-                                               "mention": "the Atlantean navy"}]})
-            return tool_reply({"statement": {"type": "position", "actor": "Atlantis", "topic": "invented"}})
+                return tool_reply({"actors": [["Atlantis", "state", None, "the Atlantean navy"]]})
+            return tool_reply({"type": "position", "actor": "Atlantis", "topic": "invented"})
         r = self.base(request)  # slow
         r.delay = self.slow
         return r

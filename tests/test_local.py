@@ -36,6 +36,20 @@ def test_tools_mode_output_is_grammar_constrained(summarizer):
     assert obj.answer == raw["answer"] and stats.attempts == 1
 
 
+def test_the_prompt_carries_no_tool_listing_and_grammars_are_reused(summarizer):
+    b = summarizer.backend
+    seen = []
+    render = b.render
+    b.render = lambda messages: seen.append(render(messages)) or seen[-1]
+    try:
+        for _ in range(2):
+            b.structured([{"role": "user", "content": "Pick one."}], Odd, ExtractionContext(""), max_retries=0)
+    finally:
+        del b.render
+    assert len(seen) == 2 and "<tools>" not in seen[0] and seen[0].endswith("<|im_start|>assistant\n")
+    assert len(b._grammars) >= 1 and seen[0] == seen[1]
+
+
 def test_real_article_gives_a_valid_grounded_plausible_record(summarizer, seed_text):
     rec = summarizer.summarize(seed_text)
     assert rec.grounding_errors(seed_text) == []

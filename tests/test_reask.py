@@ -9,9 +9,9 @@ from summarizer.testing import ScriptedServer, error_reply, tool_reply
 GOOD_ACTORS = {"actors": [
     {"name": "Valmont", "kind": "state", "country": "Valmont", "mention": "The Valmont government"},
     {"name": "Ostrava", "kind": "state", "country": "Ostrava", "mention": None}]}
-S1 = {"statement": {"type": "demand", "actor": "Valmont", "addressees": ["Ostrava"], "topic": "troops"}}
-S2 = {"statement": {"type": "position", "actor": "Ostrava", "topic": "troops"}}
-NONE = {"statement": {"type": "none"}}
+S1 = {"type": "demand", "actor": "Valmont", "topic": "troops"}
+S2 = {"type": "position", "actor": "Ostrava", "topic": "troops"}
+NONE = {"type": "none"}
 GOOD_STATEMENTS = [tool_reply(S1), tool_reply(S2), tool_reply(NONE)]
 
 
@@ -98,7 +98,7 @@ def test_mentions_are_verbatim_forms_of_the_article(short_text):
 
 
 def test_unknown_holder_is_reasked_then_dropped(short_text):
-    bad = {"statement": {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}}
+    bad = {"type": "demand", "actor": "Moscow", "topic": "t"}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)])) as srv:
         rec = run(srv, short_text, max_retries=2)
         calls = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statement"]
@@ -109,7 +109,7 @@ def test_unknown_holder_is_reasked_then_dropped(short_text):
 
 
 def test_unknown_actor_name_is_reasked(short_text):
-    bad = {"statement": {"type": "demand", "actor": "Moscow", "addressees": [], "topic": "t"}}
+    bad = {"type": "demand", "actor": "Moscow", "topic": "t"}
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(bad)] + GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
         msgs = [r for r in srv.requests if r["tools"][0]["function"]["name"] == "Statement"][1]["messages"]
@@ -118,7 +118,7 @@ def test_unknown_actor_name_is_reasked(short_text):
 
 
 def test_malformed_json_is_reasked(short_text):
-    with ScriptedServer(by_tool([tool_reply('{"actors": [ {"name": '), tool_reply(GOOD_ACTORS)],
+    with ScriptedServer(by_tool([tool_reply('{"actors": [ ["Valmont", '), tool_reply(GOOD_ACTORS)],
                                 GOOD_STATEMENTS)) as srv:
         rec = run(srv, short_text)
     assert len(rec.actors) == 2 and rec.provenance.retries == 1
@@ -128,12 +128,42 @@ def test_statement_enums_are_in_the_tool_schema(short_text):
     with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], GOOD_STATEMENTS)) as srv:
         run(srv, short_text)
         schema = srv.requests[1]["tools"][0]["function"]["parameters"]
-    demand = schema["$defs"]["DemandItem"]["properties"]
-    assert demand["actor"]["enum"] == ["Valmont", "Ostrava"]
-    assert demand["addressees"]["items"]["enum"] == ["Valmont", "Ostrava"]
-    assert schema["$defs"]["PositionItem"]["properties"]["actor"]["enum"] == ["Valmont", "Ostrava"]
-    assert schema["$defs"]["NoneItem"]["properties"]["type"]["const"] == "none"
+    none, position, demand = schema["anyOf"]
+    assert none["properties"] == {"type": {"const": "none"}}
+    assert position["properties"]["actor"]["enum"] == ["Valmont", "Ostrava"]
+    assert demand["properties"]["actor"]["enum"] == ["Valmont", "Ostrava"]
+    assert list(demand["properties"]) == ["type", "actor", "topic"]  # addressees are read from the sentence
     assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statement"
+
+
+def test_actor_rows_and_the_conversation_the_sentence_calls_continue(short_text):
+    rows = {"actors": [["Valmont", "state", "Valmont", "The Valmont government"], ["Ostrava", "state", "Ostrava", None]]}
+    with ScriptedServer(by_tool([tool_reply(rows)], GOOD_STATEMENTS)) as srv:
+        rec = run(srv, short_text)
+        actors_schema = srv.requests[0]["tools"][0]["function"]["parameters"]
+        first, second = srv.requests[1]["messages"], srv.requests[2]["messages"]
+    row = actors_schema["properties"]["actors"]["items"]
+    assert [x.get("enum") for x in row["prefixItems"]][1] == ["person", "state", "organization", "armed_group",
+                                                               "group", "other"]
+    assert [(a.name, a.kind, a.country) for a in rec.actors] == [("Valmont", "state", "Valmont"),
+                                                                ("Ostrava", "state", "Ostrava")]
+    # every sentence call repeats the same three opening messages (a shared prefix for the KV cache)
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user"] and first[:3] == second[:3]
+    assert first[2]["content"] == ('{"actors": [["Valmont", "state", "Valmont", "The Valmont government"], '
+                                   '["Ostrava", "state", "Ostrava", null]]}')
+    assert "sentence [1] The Valmont government urged Ostrava" in first[3]["content"]
+    assert rec.demands[0].addressees == ["Ostrava"]
+
+
+def test_addressees_are_the_actors_named_after_the_demand_verb():
+    from summarizer.drafts import addressees_in
+    from summarizer.schema import Actor
+    actors = [Actor(name=n, kind="state", mentions=m) for n, m in
+              [("Valdoria", ["Valdoria", "Ravenna"]), ("Korsk", ["Korsk"]), ("Free Harbour Brigade", ["the Brigade"])]]
+    s = "Valdoria on Tuesday urged the Brigade and Korsk to leave, Ravenna said."
+    assert addressees_in(s, actors, "Valdoria") == ["Free Harbour Brigade", "Korsk"]
+    assert addressees_in("Korsk must leave, Valdoria said.", actors, "Valdoria") == ["Korsk"]
+    assert addressees_in("The fighting must stop, Valdoria said.", actors, "Valdoria") == []
 
 
 def test_429_is_retried_after_the_requested_delay(short_text):

@@ -1,13 +1,20 @@
 """The embedded backend: llama-cpp-python in-process, output constrained by a grammar.
 
-instructor's TOOLS mode sends the response model as a forced tool call; llama-cpp-python
-turns the tool's JSON schema into a GBNF grammar, so the model can only emit JSON of
-that shape (enums included). JSON_SCHEMA mode is not grammar-constrained in-process.
+instructor's TOOLS mode sends the response model as a forced tool call. This backend
+turns the tool's JSON schema into a GBNF grammar (compiled once per schema), so the
+model can only emit JSON of that shape (enums included). Unlike llama-cpp-python's own
+chat handler it does not print the tool's JSON schema into the prompt: the grammar
+already enforces the shape and the prompt's example shows it, and leaving the schema
+out saves a few hundred prompt tokens per call and keeps the prompt prefix identical
+across calls, so llama.cpp reuses its KV cache. (instructor's JSON_SCHEMA mode is not
+grammar-constrained in-process; TOOLS is what this backend honours.)
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from typing import Any
 
 import instructor
@@ -64,6 +71,8 @@ class LocalBackend(Backend):
         self.n_batch = n_batch or int(os.environ.get("SUMMARIZER_N_BATCH", "512"))
         self._lock = threading.Lock()
         self._llm = None
+        self._grammars: dict[str, Any] = {}
+        self._formatter = None
 
     @property
     def llm(self):
@@ -82,11 +91,50 @@ class LocalBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def render(self, messages: list[dict]) -> str:
+        """The prompt text for chat messages (the model's own chat template, no tool listing)."""
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            llm = self.llm
+            eos = llm._model.token_get_text(llm.token_eos())
+            self._formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
+                                                  eos_token=eos, bos_token="")
+        return self._formatter(messages=messages).prompt
+
+    def _grammar(self, schema: dict) -> Any:
+        key = json.dumps(schema)  # not sort_keys: property order is the order the grammar enforces
+        if key not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
     def _create(self, **kwargs: Any) -> Any:
-        kwargs.pop("model", None)
-        kwargs.pop("stream", None)
+        tools, choice = kwargs.get("tools"), kwargs.get("tool_choice")
+        if not tools or not isinstance(choice, dict):
+            raise TransportError("the local backend answers forced tool calls only (instructor Mode.TOOLS)")
+        name = choice["function"]["name"]
+        tool = next((t for t in tools if t["function"]["name"] == name), None)
+        if tool is None:
+            raise TransportError(f"tool {name!r} not among the tools of the request")
         with self._lock:
+            llm = self.llm
+            grammar = self._grammar(tool["function"]["parameters"])
+            prompt = llm.tokenize(self.render(kwargs["messages"]).encode("utf-8"), add_bos=False, special=True)
             try:
-                return self.llm.create_chat_completion_openai_v1(**kwargs)
+                out = llm.create_completion(prompt=prompt, grammar=grammar, temperature=kwargs.get("temperature", 0.0),
+                                            max_tokens=kwargs.get("max_tokens"), seed=kwargs.get("seed"),
+                                            repeat_penalty=1.0)
             except ValueError as e:  # e.g. prompt longer than the context window
                 raise TransportError(f"local model refused the request: {e}") from e
+        from openai.types.chat import ChatCompletion
+
+        return ChatCompletion.model_validate({
+            "id": out["id"], "object": "chat.completion", "created": int(time.time()), "model": self.model_id,
+            "choices": [{"index": 0, "finish_reason": "tool_calls" if out["choices"][0]["finish_reason"] == "stop"
+                         else out["choices"][0]["finish_reason"],
+                         "message": {"role": "assistant", "content": None, "tool_calls": [
+                             {"id": "call_" + out["id"], "type": "function",
+                              "function": {"name": name, "arguments": out["choices"][0]["text"]}}]}}],
+            "usage": out["usage"]})
