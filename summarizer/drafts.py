@@ -301,6 +301,9 @@ def to_statements(draft: BaseModel, sentence: Sentence, actors: list[Actor]) -> 
     ev = Evidence(quote=sentence.text, start=sentence.start, end=sentence.end)
     text = paraphrase(st.type, sentence.text)
     topic = st.topic.strip() or "statement"
+    if st.type == "demand" and not (_DEMAND_TO.search(sentence.text) or _MUST.search(sentence.text)):
+        # a demand is a call to act ("urged", "called on", "must"); without one the sentence states a view
+        return [Position(actor=st.actor, topic=topic, stance=paraphrase("position", sentence.text), evidence=ev)], []
     if st.type == "demand":
         return [], [Demand(actor=st.actor, addressees=addressees_in(sentence.text, actors, st.actor),
                            action=text, evidence=ev)]

@@ -196,3 +196,11 @@ def test_validation_failure_error_carries_attempts_usage_and_raw(short_text):
     assert e.kind == "validation" and e.attempts == 2
     assert e.last_raw == "not json at all"
     assert e.usage["prompt_tokens"] == 200
+
+
+def test_a_demand_without_a_call_to_act_is_kept_as_a_position(short_text):
+    demand = {"type": "demand", "actor": "Ostrava", "topic": "troops"}
+    with ScriptedServer(by_tool([tool_reply(GOOD_ACTORS)], [tool_reply(S1), tool_reply(demand), tool_reply(NONE)])) as srv:
+        rec = run(srv, short_text)
+    assert [d.evidence.quote[:22] for d in rec.demands] == ["The Valmont government"]  # "urged": a demand
+    assert [(p.actor, p.stance) for p in rec.positions] == [("Ostrava", "the troops were on exercises")]
