@@ -267,7 +267,7 @@ def paraphrase(kind: str, sentence: str) -> str:
 
 def actors_answer(draft: ActorsDraft) -> str:
     """The validated actors as the model writes them (rows), for the conversation that follows."""
-    rows = [[a.name, a.kind, a.country, a.mention] for a in draft.actors]
+    rows = [[getattr(a, f) for f in ROW_FIELDS] for a in draft.actors]
     return json.dumps({"actors": rows}, ensure_ascii=False)
 
 
