@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional, get_args
 
@@ -23,7 +24,7 @@ from .text import Sentence
 
 @dataclass
 class ExtractionContext:
-    """Per-call state shared with validators through pydantic's validation context."""
+    """Per-call state shared with validators (see `current_extraction`)."""
 
     article: str
     attempt: int = 0
@@ -35,8 +36,16 @@ class ExtractionContext:
         return self.attempt >= self.max_attempts
 
 
+# The ExtractionContext of the model call running in this thread (or task), set by
+# Backend.structured. A context variable rather than instructor's `context=`, which would
+# also compile every message as a Jinja template on every call.
+current_extraction: ContextVar[ExtractionContext | None] = ContextVar("current_extraction", default=None)
+
+
 def _ctx(info: ValidationInfo) -> ExtractionContext | None:
-    return (info.context or {}).get("extraction") if info.context else None
+    if info.context:  # an explicit pydantic validation context wins
+        return info.context.get("extraction")
+    return current_extraction.get()
 
 
 def _verbatim(mention: str, text: str) -> str | None:

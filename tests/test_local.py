@@ -1,4 +1,4 @@
-"""The embedded backend on the real model: grammar-constrained output and a real article."""
+"""The embedded backend on the real model: constrained output (both decoders) and a real article."""
 import json
 from typing import Literal
 
@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from summarizer import Summarizer
-from summarizer.drafts import ExtractionContext
+from summarizer.drafts import ExtractionContext, sentence_model
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,17 @@ def summarizer():
     s.close()
 
 
-def test_tools_mode_output_is_grammar_constrained(summarizer):
+@pytest.fixture(params=["guided", "grammar"])
+def decoder(request, summarizer):
+    """The backend with the schema-guided decoder (the default) or the llama.cpp grammar."""
     b = summarizer.backend
+    b.decoder = request.param
+    yield b
+    b.decoder = "guided"
+
+
+def test_tools_mode_output_is_constrained(decoder):
+    b = decoder
     assert b.mode.name == "TOOLS"
     messages = [{"role": "user", "content": "Write a short poem about Paris in plain prose. Do not use JSON."}]
     obj, stats = b.structured(messages, Odd, ExtractionContext(""), max_retries=0)
@@ -36,8 +45,8 @@ def test_tools_mode_output_is_grammar_constrained(summarizer):
     assert obj.answer == raw["answer"] and stats.attempts == 1
 
 
-def test_the_prompt_carries_no_tool_listing_and_grammars_are_reused(summarizer):
-    b = summarizer.backend
+def test_the_prompt_carries_no_tool_listing_and_compiled_schemas_are_reused(decoder):
+    b = decoder
     seen = []
     render = b.render
     b.render = lambda messages: seen.append(render(messages)) or seen[-1]
@@ -47,7 +56,26 @@ def test_the_prompt_carries_no_tool_listing_and_grammars_are_reused(summarizer):
     finally:
         del b.render
     assert len(seen) == 2 and "<tools>" not in seen[0] and seen[0].endswith("<|im_start|>assistant\n")
-    assert len(b._grammars) >= 1 and seen[0] == seen[1]
+    compiled = b._programs if b.decoder == "guided" else b._grammars
+    assert seen[0] == seen[1] and len(compiled) >= 1 and all(v is not None for v in compiled.values())
+
+
+def test_guided_decoding_batches_the_fixed_text(summarizer, seed_text):
+    """Fewer model passes than answer tokens: braces, keys and enum tails ride along with decisions."""
+    b = summarizer.backend
+    llm = b.llm
+    passes = []
+    original = llm.eval
+    llm.eval = lambda tokens: passes.append(len(tokens)) or original(tokens)
+    try:
+        messages = [{"role": "user", "content": "Is this a demand, a position or none? " + seed_text[:400]}]
+        obj, stats = b.structured(messages, sentence_model(["Russia", "Armenia", "Azerbaijan"]),
+                                  ExtractionContext(""), max_retries=0)
+    finally:
+        llm.eval = original
+    answer_tokens = len(llm.tokenize(stats.raw[-1].encode(), add_bos=False))
+    assert obj.type in ("none", "position", "demand")
+    assert len(passes) - 1 <= answer_tokens - 6, (passes, stats.raw[-1])  # >= 6 fixed tokens not decoded alone
 
 
 def test_real_article_gives_a_valid_grounded_plausible_record(summarizer, seed_text):

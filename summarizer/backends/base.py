@@ -6,6 +6,7 @@ re-ask with the error text) and records attempts, token usage and the last raw o
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -15,7 +16,7 @@ from typing import Any
 import instructor
 from pydantic import BaseModel
 
-from ..drafts import ExtractionContext
+from ..drafts import ExtractionContext, current_extraction
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ def _raw_of(response: Any) -> str:
         return msg.content or ""
     except Exception:  # noqa: BLE001 - best effort for diagnostics only
         return repr(response)[:2000]
+
+
+@functools.lru_cache(maxsize=256)
+def tool_model(response_model: type[BaseModel]) -> type[BaseModel]:
+    """`response_model` wrapped as instructor wraps it for a call, made once per model class.
+
+    instructor would build a new wrapper class on every call, which also misses its own
+    per-class cache of the tool's JSON schema; given the same wrapper it reuses both.
+    """
+    if issubclass(response_model, instructor.ResponseSchema):
+        return response_model
+    return instructor.openai_schema(response_model)
 
 
 class Backend(ABC):
@@ -111,9 +124,13 @@ class Backend(ABC):
             self._patched = instructor.patch(create=self._cached_create, mode=self.mode)
         create = self._patched
         t0 = time.perf_counter()
+        # Validators find ctx through current_extraction, not instructor's context=: given a context,
+        # instructor renders every message as a Jinja template, which costs CPU on every call and
+        # alters (or fails on) an article that contains "{{", "{%" or "{#". Messages go out verbatim.
+        token = current_extraction.set(ctx)
         try:
-            obj = create(messages=messages, response_model=response_model, max_retries=max_retries,
-                         context={"extraction": ctx}, hooks=hooks, **self._request_kwargs())
+            obj = create(messages=messages, response_model=tool_model(response_model), max_retries=max_retries,
+                         hooks=hooks, **self._request_kwargs())
         except Exception as e:  # noqa: BLE001 - normalised into one exception type
             stats.seconds = time.perf_counter() - t0
             cause = e.__cause__ or e
@@ -123,6 +140,8 @@ class Backend(ABC):
                 usage={"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens},
                 last_raw=stats.raw[-1] if stats.raw else None,
             ) from e
+        finally:
+            current_extraction.reset(token)
         stats.seconds = time.perf_counter() - t0
         return obj, stats
 

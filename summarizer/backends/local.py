@@ -20,7 +20,7 @@ from typing import Any
 import instructor
 
 from ..models import resolve
-from . import lazygrammar
+from . import guided, lazygrammar
 from .base import Backend, TransportError
 
 _LOADED: dict[tuple, Any] = {}
@@ -72,7 +72,11 @@ class LocalBackend(Backend):
         self._lock = threading.Lock()
         self._llm = None
         self._grammars: dict[str, Any] = {}
+        self._programs: dict[str, Any] = {}
         self._formatter = None
+        self.decoder = os.environ.get("SUMMARIZER_DECODER", "guided")
+        if self.decoder not in ("guided", "grammar"):
+            raise ValueError(f"SUMMARIZER_DECODER must be 'guided' or 'grammar', not {self.decoder!r}")
 
     @property
     def llm(self):
@@ -82,7 +86,12 @@ class LocalBackend(Backend):
 
     @property
     def decoding(self) -> dict:
-        return {**super().decoding, "n_ctx": self.n_ctx}
+        return {**super().decoding, "n_ctx": self.n_ctx, "decoder": self.decoder}
+
+    @property
+    def identity(self) -> dict:
+        """The model plus the decoder: the two decoders may answer differently, so their caches are apart."""
+        return {**super().identity, "decoder": self.decoder}
 
     @property
     def context_window(self) -> int:
@@ -110,6 +119,16 @@ class LocalBackend(Backend):
             self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
         return self._grammars[key]
 
+    def _program(self, schema: dict) -> Any:
+        """The schema-guided decoder for `schema`, or None where it is unsupported (grammar fallback)."""
+        key = json.dumps(schema)
+        if key not in self._programs:
+            try:
+                self._programs[key] = guided.compile_schema(schema)
+            except guided.Unsupported:
+                self._programs[key] = None
+        return self._programs[key]
+
     def _create(self, **kwargs: Any) -> Any:
         tools, choice = kwargs.get("tools"), kwargs.get("tool_choice")
         if not tools or not isinstance(choice, dict):
@@ -118,23 +137,45 @@ class LocalBackend(Backend):
         tool = next((t for t in tools if t["function"]["name"] == name), None)
         if tool is None:
             raise TransportError(f"tool {name!r} not among the tools of the request")
+        schema = tool["function"]["parameters"]
         with self._lock:
             llm = self.llm
-            grammar = self._grammar(tool["function"]["parameters"])
             prompt = llm.tokenize(self.render(kwargs["messages"]).encode("utf-8"), add_bos=False, special=True)
+            program = self._program(schema) if self.decoder == "guided" and not kwargs.get("temperature") else None
+            if program is not None:
+                return self._guided(program, llm, prompt, name, kwargs.get("max_tokens"))
+            grammar = self._grammar(schema)
             try:
                 out = llm.create_completion(prompt=prompt, grammar=grammar, temperature=kwargs.get("temperature", 0.0),
                                             max_tokens=kwargs.get("max_tokens"), seed=kwargs.get("seed"),
                                             repeat_penalty=1.0)
             except ValueError as e:  # e.g. prompt longer than the context window
                 raise TransportError(f"local model refused the request: {e}") from e
-        from openai.types.chat import ChatCompletion
+        finish = out["choices"][0]["finish_reason"]
+        return _completion(out["id"], self.model_id, name, out["choices"][0]["text"],
+                           "tool_calls" if finish == "stop" else finish, out["usage"])
 
-        return ChatCompletion.model_validate({
-            "id": out["id"], "object": "chat.completion", "created": int(time.time()), "model": self.model_id,
-            "choices": [{"index": 0, "finish_reason": "tool_calls" if out["choices"][0]["finish_reason"] == "stop"
-                         else out["choices"][0]["finish_reason"],
-                         "message": {"role": "assistant", "content": None, "tool_calls": [
-                             {"id": "call_" + out["id"], "type": "function",
-                              "function": {"name": name, "arguments": out["choices"][0]["text"]}}]}}],
-            "usage": out["usage"]})
+    def _guided(self, program: Any, llm: Any, prompt: list[int], name: str, max_tokens: int | None) -> Any:
+        try:
+            value, _, _ = program.run(llm, prompt, max_tokens)
+            text, finish = json.dumps(value, ensure_ascii=False), "tool_calls"
+        except guided.ContextFull as e:
+            raise TransportError(f"local model refused the request: {e}") from e
+        except guided.Budget:
+            text, finish = "", "length"
+        completion = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else max_tokens or 0
+        usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
+                 "total_tokens": len(prompt) + completion}
+        return _completion(f"guided-{time.time_ns()}", self.model_id, name, text, finish, usage)
+
+
+def _completion(id_: str, model: str, name: str, arguments: str, finish: str, usage: dict) -> Any:
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion.model_validate({
+        "id": id_, "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "finish_reason": finish,
+                     "message": {"role": "assistant", "content": None, "tool_calls": [
+                         {"id": "call_" + id_, "type": "function",
+                          "function": {"name": name, "arguments": arguments}}]}}],
+        "usage": usage})

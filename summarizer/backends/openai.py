@@ -11,6 +11,7 @@ from typing import Any
 
 import instructor
 import openai
+from openai.types.chat import ChatCompletion
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from .base import Backend, TransportError
@@ -71,9 +72,19 @@ class OpenAIBackend(Backend):
             for attempt in retrying:
                 with attempt:
                     self.transport_attempts += 1
-                    return self.client.chat.completions.create(**kwargs)
+                    return self._post(kwargs)
         except openai.APIError as e:
             raise TransportError(f"{type(e).__name__}: {e}") from e
+
+    def _post(self, body: dict) -> ChatCompletion:
+        """POST /chat/completions: what `client.chat.completions.create(**body)` sends (same headers,
+        auth, timeout, error types, parsed reply), without its walk of the request through the SDK's
+        TypedDicts (maybe_transform), a third of the client's CPU per call at concurrency 32, which
+        hands plain JSON like ours back unchanged."""
+        if body.get("stream"):
+            return self.client.chat.completions.create(**body)
+        return self.client.post("/chat/completions", body=body, cast_to=ChatCompletion,
+                                options={"security": {"bearer_auth": True}})
 
     @property
     def context_window(self) -> int:
