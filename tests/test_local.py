@@ -29,9 +29,9 @@ def summarizer():
 def decoder(request, summarizer):
     """The backend with the schema-guided decoder (the default) or the llama.cpp grammar."""
     b = summarizer.backend
-    b.decoder = request.param
+    default, b.decoder = b.decoder, request.param
     yield b
-    b.decoder = "guided"
+    b.decoder = default
 
 
 def test_tools_mode_output_is_constrained(decoder):
@@ -63,6 +63,7 @@ def test_the_prompt_carries_no_tool_listing_and_compiled_schemas_are_reused(deco
 def test_guided_decoding_batches_the_fixed_text(summarizer, seed_text):
     """Fewer model passes than answer tokens: braces, keys and enum tails ride along with decisions."""
     b = summarizer.backend
+    default, b.decoder = b.decoder, "guided"
     llm = b.llm
     passes = []
     original = llm.eval
@@ -73,6 +74,7 @@ def test_guided_decoding_batches_the_fixed_text(summarizer, seed_text):
                                   ExtractionContext(""), max_retries=0)
     finally:
         llm.eval = original
+        b.decoder = default
     answer_tokens = len(llm.tokenize(stats.raw[-1].encode(), add_bos=False))
     assert obj.type in ("none", "position", "demand")
     assert len(passes) - 1 <= answer_tokens - 6, (passes, stats.raw[-1])  # >= 6 fixed tokens not decoded alone

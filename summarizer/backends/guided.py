@@ -221,6 +221,9 @@ class Session:
                 return live[0]
             cands = sorted({t for i in live for t in self.vocab.prefixes_of(opts[i][len(done):])
                             if len(done) + len(self.vocab.pieces[t]) >= len(head)})  # no split of the open token
+            if not cands:  # no token spells the rest (odd bytes): take the first option as fixed text
+                self.force(opts[live[0]][len(done):])
+                return live[0]
             done += self.vocab.pieces[self._pick(cands)]
 
     def string(self, min_len: int, max_len: int, follow: bytes, then: list[bytes]) -> str:
@@ -237,7 +240,13 @@ class Session:
         n = 0
         if head:  # the first token may be the open fixed text itself or merge with the string's start
             cands = [t for t in v.starting_with(head) if _fits(v.pieces[t][len(head):], min_len, max_len, ends)]
-            piece = v.pieces[self._pick(cands)][len(head):]
+            if cands:
+                piece = v.pieces[self._pick(cands)][len(head):]
+            else:  # the open fixed text is not one token (odd bytes): evaluate it as it tokenizes
+                toks = self.llm.tokenize(head, add_bos=False, special=False)
+                self.queue += toks
+                self.generated += len(toks)
+                piece = b""
             if piece.startswith(b'"'):
                 self._close(piece, follow)
                 return ""
