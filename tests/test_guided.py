@@ -88,7 +88,7 @@ class Scripted:
         prompt_ids = self.tokenize(prompt.encode())
         self.prompt_len = len(prompt_ids)
         program = guided.compile_schema(openai_schema(model).openai_schema["parameters"])
-        value, _, ses = program.run(self, prompt_ids, max_tokens)
+        value, ses = program.run(self, prompt_ids, max_tokens)
         return value, ses
 
 

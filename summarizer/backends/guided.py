@@ -60,8 +60,8 @@ class Vocab:
     sorted_ids: list[int]
     plain: np.ndarray      # token text may stand inside a JSON string unescaped
     nchars: np.ndarray     # characters the token adds (UTF-8 lead bytes)
-    digits: np.ndarray | None = None   # token is all digits (built on first use)
-    dotted: np.ndarray | None = None   # digits with one '.'
+    digits: np.ndarray     # token is all digits
+    dotted: np.ndarray     # digits with one '.' (or the '.' alone)
 
     @classmethod
     def of(cls, llm: Any) -> "Vocab":
@@ -95,7 +95,9 @@ class Vocab:
             if p and by_piece.get(p) == i and not any(b < 0x20 or b in (0x22, 0x5C, 0x7F) for b in p):
                 plain[i] = True
             nchars[i] = _chars(p)
-        return cls(pieces, by_piece, order, [by_piece[p] for p in order], plain, nchars)
+        digits = np.array([bool(p) and p.isdigit() for p in pieces])
+        dotted = np.array([p.count(b".") == 1 and (p == b"." or p.replace(b".", b"").isdigit()) for p in pieces])
+        return cls(pieces, by_piece, order, [by_piece[p] for p in order], plain, nchars, digits, dotted)
 
     def prefixes_of(self, text: bytes) -> list[int]:
         """Tokens whose text is a non-empty prefix of `text`."""
@@ -133,7 +135,6 @@ class Session:
         self.queue: list[int] = list(prompt[keep:])
         self.held = b""       # fixed text not yet tokenized
         self.ahead = b""      # text a chosen token wrote beyond the value it closed (start of what follows)
-        self.generated = 0    # tokens after the prompt (evaluated or queued)
 
     # fixed text
     def force(self, text: bytes) -> None:
@@ -151,11 +152,9 @@ class Session:
         toks = self.llm.tokenize(self.held, add_bos=False, special=False)
         if len(toks) > 1:
             self.queue += toks[:-1]
-            self.generated += len(toks) - 1
         last = self.vocab.pieces[toks[-1]]
         if b"".join(self.vocab.pieces[t] for t in toks) != self.held:  # unusual bytes: keep it all open
             self.queue = self.queue[: len(self.queue) - (len(toks) - 1)]
-            self.generated -= len(toks) - 1
             last = self.held
         self.held = b""
         return last
@@ -173,7 +172,6 @@ class Session:
     def _pick(self, allowed: list[int] | np.ndarray) -> int:
         if not isinstance(allowed, np.ndarray) and len(allowed) == 1:  # no choice: no model pass needed
             self.queue.append(allowed[0])
-            self.generated += 1
             return allowed[0]
         self.decisions += 1
         if self.decisions > self.max_decisions:
@@ -186,7 +184,6 @@ class Session:
             ids = np.asarray(allowed, dtype=np.int64)
             tok = int(ids[int(np.argmax(logits[ids]))])
         self.queue.append(tok)
-        self.generated += 1
         return tok
 
     # decisions
@@ -245,7 +242,6 @@ class Session:
             else:  # the open fixed text is not one token (odd bytes): evaluate it as it tokenizes
                 toks = self.llm.tokenize(head, add_bos=False, special=False)
                 self.queue += toks
-                self.generated += len(toks)
                 piece = b""
             if piece.startswith(b'"'):
                 self._close(piece, follow)
@@ -266,9 +262,6 @@ class Session:
     def number(self, integer: bool, follow: bytes, then: list[bytes]) -> int | float:
         """A JSON number (at most 15 digits), then the fixed text `follow`."""
         v = self.vocab
-        if v.digits is None:
-            v.digits = np.array([bool(p) and p.isdigit() for p in v.pieces])
-            v.dotted = np.array([p.count(b".") == 1 and (p == b"." or p.replace(b".", b"").isdigit()) for p in v.pieces])
         head = self._split_held()
         ends = [follow + t for t in then]
         text = b""
@@ -505,11 +498,11 @@ class Program:
     """A compiled schema: run it on a prompt to get the answer object."""
     compiler: Compiler
 
-    def run(self, llm: Any, prompt: list[int], max_tokens: int | None) -> tuple[Any, int, Session]:
-        """Decode greedily under the schema; returns (value, completion tokens, session)."""
+    def run(self, llm: Any, prompt: list[int], max_tokens: int | None) -> tuple[Any, Session]:
+        """Decode greedily under the schema; returns (value, session)."""
         ses = Session(llm, prompt, max_tokens)
         value = self.compiler.value(ses, self.compiler.root, b"", [b""])
-        return value, ses.generated, ses
+        return value, ses
 
 
 def compile_schema(schema: dict) -> Program:

@@ -161,7 +161,7 @@ class LocalBackend(Backend):
 
     def _guided(self, program: Any, llm: Any, prompt: list[int], name: str, max_tokens: int | None) -> Any:
         try:
-            value, _, _ = program.run(llm, prompt, max_tokens)
+            value, _ = program.run(llm, prompt, max_tokens)
             text, finish = json.dumps(value, ensure_ascii=False), "tool_calls"
         except guided.ContextFull as e:
             raise TransportError(f"local model refused the request: {e}") from e
