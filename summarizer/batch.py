@@ -4,9 +4,17 @@ Layout of an output folder:
   <relative/path/stem>.json   one record per article (mirrors the input tree)
   records.jsonl               all current records, one per line, rebuilt atomically
   errors.jsonl                one line per article that failed in the last run
+
+Remote backends with concurrency > 1 run on one asyncio event loop (at most N articles in
+flight, `Summarizer.asummarize`); otherwise articles run one at a time (or, for a backend
+without async calls, on a bounded thread pool). Both give the same files.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import gc
 import hashlib
 import json
 import os
@@ -16,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Awaitable, Callable, Iterator, TypeVar
 
 from .backends import ExtractionError
 from .pipeline import ArticleError, Summarizer
@@ -150,31 +158,60 @@ def summarize_one(summarizer: Summarizer, source: str, out: Path, identity: dict
     name = str(path) if path is not None else source
     t0 = time.perf_counter()
     try:
-        if text is None:
-            text = read_article(path)
-        key = run_key(identity, text)
-        if use_existing and _is_current(out, key):
+        text, key, current = _prepare(out, identity, path, text, use_existing)
+        if current:
             return Outcome(name, "skipped", str(out))
-        record = summarizer.summarize(text)
-        record.provenance.run_key = key
-        record.provenance.source = source
-        atomic_write(out, record.model_dump_json(indent=2) + "\n")
+        _save(summarizer.summarize(text), key, source, out)
         return Outcome(name, "done", str(out), seconds=time.perf_counter() - t0)
-    except ArticleError as e:
+    except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
+        return _failed(name, e, t0)
+
+
+async def asummarize_one(summarizer: Summarizer, source: str, out: Path, identity: dict, *,
+                         path: Path | None = None, text: str | None = None, use_existing: bool = True) -> Outcome:
+    """`summarize_one` on the running event loop: model calls awaited, file I/O in a worker thread."""
+    name = str(path) if path is not None else source
+    t0 = time.perf_counter()
+    try:
+        text, key, current = await asyncio.to_thread(_prepare, out, identity, path, text, use_existing)
+        if current:
+            return Outcome(name, "skipped", str(out))
+        record = await summarizer.asummarize(text)
+        await asyncio.to_thread(_save, record, key, source, out)
+        return Outcome(name, "done", str(out), seconds=time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
+        return _failed(name, e, t0)
+
+
+def _prepare(out: Path, identity: dict, path: Path | None, text: str | None,
+             use_existing: bool) -> tuple[str, str, bool]:
+    """The article's text, its run key, and whether `out` already holds its up-to-date record."""
+    if text is None:
+        text = read_article(path)
+    key = run_key(identity, text)
+    return text, key, use_existing and _is_current(out, key)
+
+
+def _save(record: ArticleRecord, key: str, source: str, out: Path) -> None:
+    record.provenance.run_key = key
+    record.provenance.source = source
+    atomic_write(out, record.model_dump_json(indent=2) + "\n")
+
+
+def _failed(name: str, e: Exception, t0: float) -> Outcome:
+    """A failed article as an Outcome with its error kind and message (and model attempts and usage)."""
+    seconds = time.perf_counter() - t0
+    if isinstance(e, ArticleError):
         msg = str(e) if name in str(e) else f"{name}: {e}"
-        return Outcome(name, "failed", None, "input", msg, time.perf_counter() - t0)
-    except ExtractionError as e:
-        return Outcome(name, "failed", None, e.kind,
-                       f"{e} (attempts={e.attempts}, usage={e.usage})", time.perf_counter() - t0,
+        return Outcome(name, "failed", None, "input", msg, seconds)
+    if isinstance(e, ExtractionError):
+        return Outcome(name, "failed", None, e.kind, f"{e} (attempts={e.attempts}, usage={e.usage})", seconds,
                        attempts=e.attempts, usage=e.usage)
-    except OSError as e:
+    if isinstance(e, OSError):
         return Outcome(name, "failed", None, "io",
                        f"{name}: cannot read the article or write its output ({e.strerror or e}); "
-                       f"check that the file still exists and is readable and the output folder writable",
-                       time.perf_counter() - t0)
-    except Exception as e:  # noqa: BLE001 - one broken article must not sink the batch
-        return Outcome(name, "failed", None, "internal", f"{type(e).__name__}: {e}",
-                       time.perf_counter() - t0)
+                       f"check that the file still exists and is readable and the output folder writable", seconds)
+    return Outcome(name, "failed", None, "internal", f"{type(e).__name__}: {e}", seconds)
 
 
 def run_parallel(jobs: list[Callable[[], T]], concurrency: int, on_result: Callable[[T], None]) -> None:
@@ -188,11 +225,40 @@ def run_parallel(jobs: list[Callable[[], T]], concurrency: int, on_result: Calla
             on_result(f.result())
 
 
+# Seconds between the starts of run_async's workers: about the longest stretch of client CPU in an
+# article (its second step builds the sentence model and its tool schema, ~4-5 ms here).
+_STAGGER_S = 0.005
+
+
+async def run_async(jobs: list[Callable[[], Awaitable[T]]], concurrency: int, on_result: Callable[[T], None]) -> None:
+    """Run async jobs on the running loop, started in order, at most `concurrency` at a time; report each outcome.
+
+    The `concurrency` workers start _STAGGER_S apart. Started together, against an endpoint
+    whose replies all take about as long, the articles in flight stay in lockstep round
+    after round and all reach their costliest step at the same moment, each waiting on the
+    loop for every one ahead of it (at concurrency 32 and 200 ms per reply: 0.75 of the
+    latency-bound ideal in lockstep, 0.80 staggered, for a ramp of 0.16 s).
+    """
+    pending = iter(jobs)
+
+    async def worker(i: int) -> None:
+        await asyncio.sleep(i * _STAGGER_S)
+        for job in pending:  # one iterator shared by the workers: each job is taken once
+            on_result(await job())
+
+    await asyncio.gather(*(worker(i) for i in range(max(1, min(concurrency, len(jobs))))))
+
+
 def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer: Summarizer, *,
                      concurrency: int = 1, use_existing: bool = True,
                      on_progress: Callable[[Outcome], None] | None = None,
                      on_start: Callable[[int], None] | None = None) -> BatchResult:
-    """Summarise every article under input_path into output_dir; failures are logged, not raised."""
+    """Summarise every article under input_path into output_dir; failures are logged, not raised.
+
+    At concurrency > 1 a backend with async calls (openai) runs the articles on one asyncio
+    event loop, at most `concurrency` in flight; otherwise one at a time (a backend without
+    async calls, or a caller already inside an event loop: on a thread pool).
+    """
     input_path, output_dir = Path(input_path), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     articles = find_articles(input_path, output_dir)
@@ -208,14 +274,54 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
         if on_progress:
             on_progress(o)
 
-    jobs = [lambda p=p, rel=rel: summarize_one(summarizer, str(rel), output_dir / rel.with_suffix(".json"),
-                                               identity, path=p, use_existing=use_existing)
-            for p, rel in articles]
+    on_loop = concurrency > 1 and summarizer.backend.supports_async and not _loop_running()
+    one = asummarize_one if on_loop else summarize_one
+    jobs = [functools.partial(one, summarizer, str(rel), output_dir / rel.with_suffix(".json"), identity,
+                              path=p, use_existing=use_existing) for p, rel in articles]
     try:
-        run_parallel(jobs, concurrency, record)
+        with _frozen_heap():
+            if on_loop:
+                asyncio.run(_run_on_loop(summarizer, jobs, concurrency, record))
+            else:
+                run_parallel(jobs, concurrency, record)
     finally:
         _write_indexes(output_dir, articles, result)
     return result
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep the objects alive at the start of a run (modules, schemas, clients) out of the garbage
+    collector's full passes during it (`gc.freeze`): each pass over them paused every article in
+    flight for ~0.1 s, and the collector took ~14 % of the client's CPU at concurrency 32.
+    (Garbage frozen with them is collected after the run.) Left alone if the process has
+    frozen objects of its own."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+async def _run_on_loop(summarizer: Summarizer, jobs: list, concurrency: int, on_result: Callable) -> None:
+    """The async jobs on this loop, with the backend's async client opened for `concurrency` and closed after."""
+    await summarizer.backend.astart(concurrency)
+    try:
+        await run_async(jobs, concurrency, on_result)
+    finally:
+        await summarizer.backend.aclose()
+
+
+def _loop_running() -> bool:
+    """Whether this thread already runs an event loop (then asyncio.run is impossible: use threads)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _write_indexes(output_dir: Path, articles: list[tuple[Path, Path]], result: BatchResult) -> None:
@@ -227,7 +333,9 @@ def _write_indexes(output_dir: Path, articles: list[tuple[Path, Path]], result: 
         except (OSError, ValueError):
             continue
     atomic_write(output_dir / "records.jsonl", "".join(line + "\n" for line in lines))
+    order = {str(p): i for i, (p, _) in enumerate(articles)}  # input order, whatever the completion order
+    failed = sorted(result.failed, key=lambda o: order.get(o.path, len(order)))
     errors = [{"file": o.path, "kind": o.error_kind, "message": o.message,
                **({"attempts": o.attempts, "usage": o.usage} if o.attempts is not None else {})}
-              for o in result.failed]
+              for o in failed]
     atomic_write(output_dir / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))

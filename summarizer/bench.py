@@ -194,8 +194,10 @@ def bench_throughput(concurrencies: list[int], n_articles: int = 200, latency: f
                      url: str | None = None) -> list[dict]:
     """Articles/s of a folder run at each concurrency against a fixed-latency loopback endpoint.
 
-    The ideal is latency-bound: each article needs `calls` sequential requests of `latency`
-    seconds, so c parallel articles give at most c / (calls * latency) articles/s.
+    The run is `batch.summarize_folder`, the CLI's folder path (so concurrency > 1 runs on its
+    asyncio event loop). The ideal is latency-bound: each article needs `calls` sequential
+    requests of `latency` seconds, so c parallel articles give at most c / (calls * latency)
+    articles/s.
     """
     from .batch import summarize_folder
 
@@ -215,6 +217,7 @@ def bench_throughput(concurrencies: list[int], n_articles: int = 200, latency: f
                 t0 = time.perf_counter()
                 res = summarize_folder(inp, out, s, concurrency=c, use_existing=False)
                 wall = time.perf_counter() - t0
+                s.close()
                 calls = [json.loads(p.read_text())["provenance"]["attempts"] for p in out.glob("*.json")]
                 per_article = statistics.fmean(calls) if calls else 0.0
                 ideal = c / (per_article * latency) if per_article else 0.0

@@ -46,7 +46,7 @@ def summarize(
     output: Path = typer.Option(..., "--output", "-o", help="output folder"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
     api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
-    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="parallel articles (remote backends)"),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="parallel articles (remote backends: on one asyncio event loop, at most N requests in flight)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything: ignore up-to-date outputs and the response cache"),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="folder of prompt files (default: packaged prompts/)"),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v: per-article lines, -vv: debug logs"),

@@ -6,21 +6,25 @@ Per chunk of numbered sentences (one chunk unless the article exceeds the contex
    demand, a position or neither, with actor names constrained to the actors of step 1;
 then figures are read deterministically, chunks are merged, and every quote is checked
 against the raw text before the record is returned.
+
+The steps are written once, as a generator that yields each model request
+(messages, response model, extraction context) and receives its answer; `summarize`
+drives it with the backend's blocking call, `asummarize` with its async call.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
-import json
 import re
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Generator
+
+from pydantic import BaseModel
 
 from . import __version__
-from .backends import Backend, ExtractionError, get_backend
+from .backends import Backend, CallStats, ExtractionError, get_backend
 from .cache import ResponseCache, default_cache_dir
 from .drafts import ActorsDraft, ExtractionContext, actors_answer, sentence_model, to_actors, to_statements
 from .figures import extract_figures
@@ -29,6 +33,11 @@ from .schema import Actor, ArticleRecord, Demand, Position, Provenance, Usage
 from .text import Article, Sentence, looks_like_code, parse_article
 
 _TOOL_OVERHEAD = 700  # tokens for the tool schema and chat template around the system prompt
+
+# One model request of the pipeline: (messages, response model, extraction context); the driver
+# answers it with the backend's (object, CallStats). A Steps generator returns the article's record.
+Request = tuple[list[dict], type[BaseModel], ExtractionContext]
+Steps = Generator[Request, tuple[BaseModel, CallStats], ArticleRecord]
 
 
 _CUE = re.compile(
@@ -108,7 +117,18 @@ class Summarizer:
         return chunks
 
     # -- one chunk ----------------------------------------------------------------------
-    def _chunk(self, article: Article, sents: list[Sentence], usage: Usage, dropped: Counter) -> tuple:
+    def _ask(self, messages: list[dict], model: type[BaseModel], article: Article, usage: Usage,
+             dropped: Counter) -> Generator[Request, tuple[BaseModel, CallStats], BaseModel]:
+        """One model request (yielded to the driver); its usage and dropped items are counted."""
+        ctx = ExtractionContext(article.text)
+        obj, st = yield messages, model, ctx
+        usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
+        dropped.update(ctx.dropped)
+        dropped["_calls"] += 1
+        return obj
+
+    def _chunk(self, article: Article, sents: list[Sentence], usage: Usage,
+               dropped: Counter) -> Generator[Request, tuple[BaseModel, CallStats], tuple]:
         """One conversation per chunk: the actors call, then one short turn per candidate sentence.
 
         Every call starts with the same messages (system with the article, the actors request and
@@ -117,11 +137,7 @@ class Summarizer:
         """
         system = {"role": "system", "content": self.prompts.system_for(article.numbered(sents))}
         ask = {"role": "user", "content": self.prompts.actors}
-        ctx = ExtractionContext(article.text)
-        draft, st = self.backend.structured([system, ask], ActorsDraft, ctx, self.max_retries)
-        usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
-        dropped.update(ctx.dropped)
-        dropped["_calls"] += 1
+        draft = yield from self._ask([system, ask], ActorsDraft, article, usage, dropped)
         actors = to_actors(draft)
         if not actors:
             return [], [], []
@@ -132,20 +148,16 @@ class Summarizer:
         for sent in sents:
             if not is_candidate(sent.text):
                 continue
-            ctx = ExtractionContext(article.text)
             turn = {"role": "user", "content": self.prompts.statements.substitute(sentence=f"[{sent.n}] {sent.text}")}
-            sdraft, st = self.backend.structured([system, ask, answer, turn], model, ctx, self.max_retries)
-            usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
-            dropped.update(ctx.dropped)
-            dropped["_calls"] += 1
+            sdraft = yield from self._ask([system, ask, answer, turn], model, article, usage, dropped)
             p, d = to_statements(sdraft, sent, actors)
             positions += p
             demands += d
         return actors, positions, demands
 
-    # -- public -------------------------------------------------------------------------
-    def summarize(self, text: str) -> ArticleRecord:
-        """Summarise one article's raw text into a validated, grounded ArticleRecord."""
+    # -- one article --------------------------------------------------------------------
+    def _steps(self, text: str) -> Steps:
+        """The whole pipeline for one article, yielding its model requests in order (see the module doc)."""
         if not isinstance(text, str):
             raise ArticleError(f"article must be str, got {type(text).__name__}")
         if "\x00" in text:
@@ -162,7 +174,7 @@ class Summarizer:
         positions: list[Position] = []
         demands: list[Demand] = []
         for sents in chunks:
-            a, p, d = self._chunk(article, sents, usage, dropped)
+            a, p, d = yield from self._chunk(article, sents, usage, dropped)
             rename = _merge_actors(actors, a)
             positions += [x.model_copy(update={"actor": rename[x.actor]}) for x in p]
             demands += [x.model_copy(update={"actor": rename[x.actor],
@@ -190,9 +202,35 @@ class Summarizer:
             raise ExtractionError("ungrounded record: " + "; ".join(errors[:5]), kind="grounding")
         return record
 
+    # -- public -------------------------------------------------------------------------
+    def summarize(self, text: str) -> ArticleRecord:
+        """Summarise one article's raw text into a validated, grounded ArticleRecord."""
+        steps = self._steps(text)
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(self.backend.structured(*request, self.max_retries))
+        except StopIteration as done:
+            return done.value
+
     async def asummarize(self, text: str) -> ArticleRecord:
-        """Async variant: runs summarize in a worker thread (use with remote backends)."""
-        return await asyncio.to_thread(self.summarize, text)
+        """Async `summarize`: the same steps and record, each model call awaited on the running event loop.
+
+        Remote backends send their requests with an async client, so many articles can run
+        concurrently on one loop (`asyncio.gather`, or `batch.summarize_folder(concurrency=N)`);
+        backends without async calls (local) run each call in a worker thread.
+        """
+        steps = self._steps(text)
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(await self.backend.astructured(*request, self.max_retries))
+        except StopIteration as done:
+            return done.value
+
+    async def aclose(self) -> None:
+        """Close the connections `asummarize` opened on the running event loop (call before the loop ends)."""
+        await self.backend.aclose()
 
     def close(self) -> None:
         """Release the backend."""

@@ -202,6 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: a burst of concurrent clients connects at once (socketserver's 5 drops them)
     owner: "ScriptedServer"
 
 

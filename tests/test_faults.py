@@ -4,7 +4,9 @@ Each article carries a marker word; the `Faults` script injects that article's f
 transient run (each fault fires twice, then the endpoint recovers) must finish every
 article; a persistent run must end each faulty article as one clean error line after a
 bounded number of requests while the healthy ones complete. Nothing ungrounded is ever
-written, and attempts and token usage are recorded per article.
+written, and attempts and token usage are recorded per article. Both batch paths run every
+case: one article at a time (the sync path) and --concurrency 4 (the asyncio path), and end
+with the same error lines.
 """
 import json
 import os
@@ -23,6 +25,7 @@ MARKERS = {"Arvenholt": "rate_limit", "Brisca": "server_error", "Cendrel": "hang
 TRANSPORT = {"rate_limit", "server_error", "hang", "drop"}
 VALIDATION = {"malformed", "schema"}
 ENV = {"SUMMARIZER_BACKOFF_MAX": "0.3"}
+PATHS = {"sync": (), "async": ("--concurrency", "4")}  # the CLI runs remote batches on asyncio when concurrent
 
 
 def article(place: str) -> str:
@@ -69,12 +72,13 @@ def test_every_mode_is_known_to_the_server():
         Faults({"x": "explode"})
 
 
-def test_transient_faults_are_recovered_and_recorded(tmp_path):
+@pytest.mark.parametrize("path", PATHS)
+def test_transient_faults_are_recovered_and_recorded(tmp_path, path):
     inp, out = make_batch(tmp_path), tmp_path / "out"
     faults = Faults(MARKERS, times=2, hang=3.0, slow=0.6, retry_after=0.2)
     with ScriptedServer(faults) as srv:
         t0 = time.monotonic()
-        r = run(inp, out, srv.url)
+        r = run(inp, out, srv.url, *PATHS[path])
         elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{len(MARKERS) + 1} summarised, 0 up to date, 0 failed" in r.stderr
@@ -92,14 +96,33 @@ def test_transient_faults_are_recovered_and_recorded(tmp_path):
     assert len(lines) == len(MARKERS) + 1 and all(json.loads(x)["schema_version"] == 1 for x in lines)
 
 
-def test_persistent_faults_end_as_one_clean_error_each(tmp_path):
-    inp, out = make_batch(tmp_path), tmp_path / "out"
-    faults = Faults(MARKERS, times=None, hang=3.0, slow=0.6, retry_after=0.2)
-    with ScriptedServer(faults) as srv:
-        r = run(inp, out, srv.url, "--concurrency", "4")
-        per_marker = {m: len(requests_of(srv, m)) for m in MARKERS}
+@pytest.fixture(scope="module")
+def persistent(tmp_path_factory):
+    """The batch against persistent faults, run once per path: (input, output, CLI result, requests per marker)."""
+    runs = {}
+
+    def run_path(path):
+        if path not in runs:
+            tmp = tmp_path_factory.mktemp(f"persistent-{path}")
+            inp, out = make_batch(tmp), tmp / "out"
+            with ScriptedServer(Faults(MARKERS, times=None, hang=3.0, slow=0.6, retry_after=0.2)) as srv:
+                r = run(inp, out, srv.url, *PATHS[path])
+                runs[path] = inp, out, r, {m: len(requests_of(srv, m)) for m in MARKERS}
+        return runs[path]
+    return run_path
+
+
+def error_lines(out):
+    """errors.jsonl as dicts, each file reduced to its name."""
+    lines = (out / "errors.jsonl").read_text().splitlines()
+    return [{**e, "file": e["file"].rsplit("/", 1)[-1]} for e in map(json.loads, lines)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_persistent_faults_end_as_one_clean_error_each(persistent, path):
+    inp, out, r, per_marker = persistent(path)
     assert r.returncode == 1
-    errors = {e["file"].rsplit("/", 1)[-1]: e for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+    errors = {e["file"]: e for e in error_lines(out)}
     failing = TRANSPORT | VALIDATION
     # ungrounded: the actor list is re-asked, then dropped item by item; the record may be empty but is grounded
     assert set(errors) <= {f"{m}.txt" for m in failing | {"ungrounded"}}
@@ -124,3 +147,9 @@ def test_persistent_faults_end_as_one_clean_error_each(tmp_path):
     assert not set(records) & failing
     if "ungrounded" in records:
         assert records["ungrounded"].actors == [] and records["ungrounded"].provenance.dropped["actors"] >= 1
+
+
+def test_both_paths_end_with_the_same_attempts_and_error_lines(persistent):
+    (_, sync_out, _, sync_requests), (_, async_out, _, async_requests) = persistent("sync"), persistent("async")
+    assert error_lines(sync_out) == error_lines(async_out)  # kinds, messages, attempts and usage, in input order
+    assert sync_requests == async_requests

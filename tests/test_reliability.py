@@ -243,11 +243,12 @@ def test_sigkill_mid_batch_then_rerun_completes_without_recomputing(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
-def test_sigint_stops_cleanly_with_a_summary(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--concurrency", "4")], ids=["sync", "async"])
+def test_sigint_stops_cleanly_with_a_summary(tmp_path, extra):
     inp, out = tmp_path / "in", tmp_path / "out"
     _articles(inp, 30)
     with _slow_server() as srv:
-        proc = _start_and_wait(inp, out, srv.url, 3, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = _start_and_wait(inp, out, srv.url, 3, *extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
