@@ -42,7 +42,9 @@ def test_embedded_bench_reports_the_model_only_floor(tmp_path):
     row = cold["articles"][0]
     assert row["error"] is None and row["calls"] >= 2
     assert 0 < row["model_seconds"] <= row["seconds"]       # llama.cpp time is part of the wall time
-    assert row["decode_steps"] >= row["completion_tokens"] - row["calls"]
+    # the default decoder (auto): the actor rows take one decode step per token, the sentence answers
+    # are guided (their fixed text rides along in batches), so fewer steps than answer tokens
+    assert 0 < row["decode_steps"] < row["completion_tokens"]
     assert cold["aggregate"]["floor_ratio"] >= 1.0
     assert cold["aggregate"]["rates"]["prefill_tok_s"] > cold["aggregate"]["rates"]["decode_tok_s"] > 0
     w = warm["articles"][0]

@@ -180,3 +180,28 @@ def test_unsupported_schemas_are_refused_at_compile_time():
         guided.compile_schema({"type": "object", "properties": {"n": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}})
     with pytest.raises(guided.Unsupported):
         guided.compile_schema({"type": "array", "items": {"type": "string"}})
+
+
+def test_auto_picks_guided_for_one_object_and_the_grammar_for_lists(monkeypatch):
+    """The default decoder choice per schema, and a cache key that says which decoder answered."""
+    from summarizer.backends.local import LocalBackend
+
+    monkeypatch.delenv("SUMMARIZER_DECODER", raising=False)
+    b = LocalBackend()  # the model file is resolved, not loaded
+    assert b.decoder == "auto"
+    sentence = openai_schema(sentence_model(["Russia", "Armenia"])).openai_schema["parameters"]
+    actors = openai_schema(ActorsDraft).openai_schema["parameters"]
+    assert b._decoder_for(sentence, 0.0) == "guided"
+    assert b._decoder_for(actors, 0.0) == "grammar"
+    assert b._decoder_for(sentence, 0.7) == "grammar"  # sampling goes through llama.cpp
+    request = lambda schema: {"tools": [{"type": "function", "function": {"name": "x", "parameters": schema}}],
+                              "temperature": 0.0}
+    assert b.cache_identity(request(actors)) == b.identity  # same key as a grammar-only run
+    assert b.cache_identity(request(sentence)) == {**b.identity, "decoder": "guided"}
+    b.decoder = "grammar"
+    assert b._decoder_for(sentence, 0.0) == "grammar" and b.cache_identity(request(sentence)) == b.identity
+    b.decoder = "guided"
+    assert b._decoder_for(actors, 0.0) == "guided"
+    monkeypatch.setenv("SUMMARIZER_DECODER", "fast")
+    with pytest.raises(ValueError, match="SUMMARIZER_DECODER must be one of auto, guided, grammar"):
+        LocalBackend()

@@ -27,7 +27,7 @@ def summarizer():
 
 @pytest.fixture(params=["guided", "grammar"])
 def decoder(request, summarizer):
-    """The backend with the schema-guided decoder (the default) or the llama.cpp grammar."""
+    """The backend with the schema-guided decoder or the llama.cpp grammar (the default, auto, picks one per schema)."""
     b = summarizer.backend
     default, b.decoder = b.decoder, request.param
     yield b

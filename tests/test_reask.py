@@ -132,7 +132,8 @@ def test_statement_enums_are_in_the_tool_schema(short_text):
     assert none["properties"] == {"type": {"const": "none"}}
     assert position["properties"]["actor"]["enum"] == ["Valmont", "Ostrava"]
     assert demand["properties"]["actor"]["enum"] == ["Valmont", "Ostrava"]
-    assert list(demand["properties"]) == ["type", "actor", "topic"]  # addressees are read from the sentence
+    assert list(position["properties"]) == ["type", "actor", "topic"]
+    assert list(demand["properties"]) == ["type", "actor"]  # action and addressees are read from the sentence
     assert srv.requests[1]["tool_choice"]["function"]["name"] == "Statement"
 
 

@@ -23,6 +23,7 @@ from ..models import resolve
 from . import guided, lazygrammar
 from .base import Backend, TransportError
 
+DECODERS = ("auto", "guided", "grammar")
 _LOADED: dict[tuple, Any] = {}
 _LOAD_LOCK = threading.Lock()
 
@@ -74,12 +75,13 @@ class LocalBackend(Backend):
         self._grammars: dict[str, Any] = {}
         self._programs: dict[str, Any] = {}
         self._formatter = None
-        # grammar stays the default: the guided decoder needs 58 % fewer decode steps but was only
-        # ~5 % faster per seed article here, and scored actors F1 0.534 against 0.576 on the
-        # fixtures (evals/reports/bench-seeds-guided.json, eval-embedded-guided.json)
-        self.decoder = os.environ.get("SUMMARIZER_DECODER", "grammar")
-        if self.decoder not in ("guided", "grammar"):
-            raise ValueError(f"SUMMARIZER_DECODER must be 'guided' or 'grammar', not {self.decoder!r}")
+        # auto (the default): the guided decoder for answers of one object (a sentence's statement,
+        # mostly text the schema fixes), the llama.cpp grammar for answers holding a list (the actor
+        # rows, mostly free text: guided saved little there and scored actors F1 0.534 against 0.576,
+        # evals/reports/eval-embedded-guided.json)
+        self.decoder = os.environ.get("SUMMARIZER_DECODER", "auto")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"SUMMARIZER_DECODER must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
 
     @property
     def llm(self):
@@ -91,11 +93,19 @@ class LocalBackend(Backend):
     def decoding(self) -> dict:
         return {**super().decoding, "n_ctx": self.n_ctx, "decoder": self.decoder}
 
-    @property
-    def identity(self) -> dict:
-        """The model plus a non-default decoder: the decoders may answer differently, so their caches are apart."""
-        ident = super().identity
-        return ident if self.decoder == "grammar" else {**ident, "decoder": self.decoder}
+    def cache_identity(self, request: dict) -> dict:
+        """The model, plus "guided" when this request is decoded by the guided decoder: the decoders may
+        answer differently, so their answers are cached apart (grammar-decoded answers keep the plain key)."""
+        tools = request.get("tools") or []
+        schema = tools[0]["function"]["parameters"] if len(tools) == 1 else None
+        guided_ = schema is not None and self._decoder_for(schema, request.get("temperature")) == "guided"
+        return {**self.identity, "decoder": "guided"} if guided_ else self.identity
+
+    def _decoder_for(self, schema: dict, temperature: float | None) -> str:
+        """Which decoder answers a tool call with this schema: guided or grammar."""
+        if self.decoder == "grammar" or temperature or (self.decoder == "auto" and _has_array(schema)):
+            return "grammar"
+        return "guided" if self._program(schema) is not None else "grammar"
 
     @property
     def context_window(self) -> int:
@@ -145,9 +155,8 @@ class LocalBackend(Backend):
         with self._lock:
             llm = self.llm
             prompt = llm.tokenize(self.render(kwargs["messages"]).encode("utf-8"), add_bos=False, special=True)
-            program = self._program(schema) if self.decoder == "guided" and not kwargs.get("temperature") else None
-            if program is not None:
-                return self._guided(program, llm, prompt, name, kwargs.get("max_tokens"))
+            if self._decoder_for(schema, kwargs.get("temperature")) == "guided":
+                return self._guided(self._program(schema), llm, prompt, name, kwargs.get("max_tokens"))
             grammar = self._grammar(schema)
             try:
                 out = llm.create_completion(prompt=prompt, grammar=grammar, temperature=kwargs.get("temperature", 0.0),
@@ -171,6 +180,15 @@ class LocalBackend(Backend):
         usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
                  "total_tokens": len(prompt) + completion}
         return _completion(f"guided-{time.time_ns()}", self.model_id, name, text, finish, usage)
+
+
+def _has_array(schema: Any) -> bool:
+    """Whether a JSON schema (or any part of it) describes an array."""
+    if isinstance(schema, dict):
+        return schema.get("type") == "array" or any(_has_array(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_array(v) for v in schema)
+    return False
 
 
 def _completion(id_: str, model: str, name: str, arguments: str, finish: str, usage: dict) -> Any:
