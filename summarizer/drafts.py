@@ -322,16 +322,16 @@ def to_statements(draft: BaseModel, sentence: Sentence, actors: list[Actor]) -> 
     if st.type == "none":
         return [], []
     ev = Evidence(quote=sentence.text, start=sentence.start, end=sentence.end)
-    text = paraphrase(st.type, sentence.text)
-    if st.type == "demand" and not (_DEMAND_TO.search(sentence.text) or _MUST.search(sentence.text)):
+    kind = st.type
+    if kind == "demand" and not (_DEMAND_TO.search(sentence.text) or _MUST.search(sentence.text)):
         # a demand is a call to act ("urged", "called on", "must"); without one the sentence states a view.
         # (Offering no demand in the schema for such sentences was tried: the model then answered "none"
         # where the gold has a position, positions F1 0.772 -> 0.730, eval-experiment-nodemand-schema.json)
-        stance = paraphrase("position", sentence.text)
-        return [Position(actor=st.actor, topic=_clause(stance, 5).rstrip(" …") or "statement", stance=stance,
-                         evidence=ev)], []
-    topic = (st.topic or "").strip() or _clause(text, 5).rstrip(" …") or "statement"
-    if st.type == "demand":
+        kind = "position"
+    text = paraphrase(kind, sentence.text)
+    if kind == "demand":
         return [], [Demand(actor=st.actor, addressees=addressees_in(sentence.text, actors, st.actor),
                            action=text, evidence=ev)]
+    # a demand has no topic of the model's: its position takes the stance's first words
+    topic = (st.topic or "").strip() or _clause(text, 5).rstrip(" …") or "statement"
     return [Position(actor=st.actor, topic=topic, stance=text, evidence=ev)], []

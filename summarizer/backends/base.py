@@ -14,12 +14,13 @@ in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import instructor
 from instructor.core import retry_async, retry_sync
@@ -130,20 +131,9 @@ class Backend(ABC):
                    ctx: ExtractionContext, max_retries: int = 2) -> tuple[BaseModel, CallStats]:
         """Ask for `response_model`; re-ask on validation errors up to max_retries times."""
         model, kwargs = self._prepare(messages, response_model)
-        stats, hooks = self._begin(ctx, max_retries)
-        t0 = time.perf_counter()
-        # Validators find ctx through current_extraction, not instructor's context=: given a context,
-        # instructor renders every message as a Jinja template, which costs CPU on every call and
-        # alters (or fails on) an article that contains "{{", "{%" or "{#". Messages go out verbatim.
-        token = current_extraction.set(ctx)
-        try:
+        with self._call(ctx, max_retries, response_model) as (stats, hooks):
             obj = retry_sync(func=self._cached_create, response_model=model, args=(), kwargs=kwargs,
                              max_retries=max_retries, strict=True, mode=self.mode, hooks=hooks)
-        except Exception as e:  # noqa: BLE001 - normalised into one exception type
-            raise _failure(e, response_model, stats, t0) from e
-        finally:
-            current_extraction.reset(token)
-        stats.seconds = time.perf_counter() - t0
         return obj, stats
 
     async def astructured(self, messages: list[dict], response_model: type[BaseModel],
@@ -155,18 +145,31 @@ class Backend(ABC):
         if not self.supports_async:
             return await asyncio.to_thread(self.structured, messages, response_model, ctx, max_retries)
         model, kwargs = self._prepare(messages, response_model)
-        stats, hooks = self._begin(ctx, max_retries)
-        t0 = time.perf_counter()
-        token = current_extraction.set(ctx)  # per asyncio task: each task runs in its own context copy
-        try:
+        with self._call(ctx, max_retries, response_model) as (stats, hooks):
             obj = await retry_async(func=self._cached_acreate, response_model=model, args=(), kwargs=kwargs,
                                     max_retries=max_retries, strict=True, mode=self.mode, hooks=hooks)
+        return obj, stats
+
+    @contextlib.contextmanager
+    def _call(self, ctx: ExtractionContext, max_retries: int,
+              response_model: type[BaseModel]) -> Iterator[tuple[CallStats, instructor.hooks.Hooks]]:
+        """One structured call's stats and hooks, its timing, and any failure as one ExtractionError.
+
+        Validators find ctx through current_extraction, not instructor's context=: given a context,
+        instructor renders every message as a Jinja template, which costs CPU on every call and
+        alters (or fails on) an article that contains "{{", "{%" or "{#". Messages go out verbatim.
+        The variable is per thread and per asyncio task (each task runs in its own context copy).
+        """
+        stats, hooks = self._begin(ctx, max_retries)
+        t0 = time.perf_counter()
+        token = current_extraction.set(ctx)
+        try:
+            yield stats, hooks
         except Exception as e:  # noqa: BLE001 - normalised into one exception type
             raise _failure(e, response_model, stats, t0) from e
         finally:
             current_extraction.reset(token)
         stats.seconds = time.perf_counter() - t0
-        return obj, stats
 
     def _prepare(self, messages: list[dict], response_model: type[BaseModel]) -> tuple[type[BaseModel], dict]:
         """The model instructor parses into and the request to send: what `instructor.patch` prepares."""
