@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import hashlib
 import json
@@ -264,7 +263,6 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
     articles = find_articles(input_path, output_dir)
     if on_start:
         on_start(len(articles))
-    identity = summarizer.identity
     result = BatchResult()
     lock = threading.Lock()
 
@@ -274,19 +272,50 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
         if on_progress:
             on_progress(o)
 
-    on_loop = concurrency > 1 and summarizer.backend.supports_async and not _loop_running()
-    one = asummarize_one if on_loop else summarize_one
-    jobs = [functools.partial(one, summarizer, str(rel), output_dir / rel.with_suffix(".json"), identity,
-                              path=p, use_existing=use_existing) for p, rel in articles]
+    units = [Unit(str(rel), output_dir / rel.with_suffix(".json"), path=p) for p, rel in articles]
     try:
-        with _frozen_heap():
-            if on_loop:
-                asyncio.run(_run_on_loop(summarizer, jobs, concurrency, record))
-            else:
-                run_parallel(jobs, concurrency, record)
+        summarize_units(summarizer, units, concurrency, lambda i, o: record(o), use_existing=use_existing)
     finally:
         _write_indexes(output_dir, articles, result)
     return result
+
+
+@dataclass
+class Unit:
+    """One article of a run: its source name, its output file, and its file (or its text)."""
+    source: str
+    out: Path
+    path: Path | None = None
+    text: str | None = None
+
+
+def summarize_units(summarizer: Summarizer, units: list[Unit], concurrency: int,
+                    on_result: Callable[[int, Outcome], None], *, use_existing: bool = True) -> None:
+    """Every unit through `summarize_one` (or `asummarize_one`), reporting (index, outcome) as each ends.
+
+    The one way folder runs and dataset maps run their articles: at concurrency > 1 a backend
+    with async calls (openai) runs them on one asyncio event loop, at most `concurrency` model
+    requests in flight; otherwise one at a time (a backend without async calls, or a caller
+    already inside an event loop: on a thread pool of `concurrency`).
+    """
+    identity = summarizer.identity
+    on_loop = concurrency > 1 and summarizer.backend.supports_async and not _loop_running()
+    one = asummarize_one if on_loop else summarize_one
+
+    def job(i: int, u: Unit):
+        kw = dict(path=u.path, text=u.text, use_existing=use_existing)
+        if on_loop:
+            async def run() -> tuple[int, Outcome]:
+                return i, await one(summarizer, u.source, u.out, identity, **kw)
+            return run
+        return lambda: (i, one(summarizer, u.source, u.out, identity, **kw))
+
+    jobs = [job(i, u) for i, u in enumerate(units)]
+    with _frozen_heap():
+        if on_loop:
+            asyncio.run(_run_on_loop(summarizer, jobs, concurrency, lambda r: on_result(*r)))
+        else:
+            run_parallel(jobs, concurrency, lambda r: on_result(*r))
 
 
 @contextlib.contextmanager

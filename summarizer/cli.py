@@ -46,7 +46,7 @@ def summarize(
     output: Path = typer.Option(..., "--output", "-o", help="output folder"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
     api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
-    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="parallel articles (remote backends: on one asyncio event loop, at most N requests in flight)"),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="remote backends: model requests in flight at once (articles on one asyncio event loop, each sending its sentence calls together)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything: ignore up-to-date outputs and the response cache"),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="folder of prompt files (default: packaged prompts/)"),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v: per-article lines, -vv: debug logs"),
@@ -106,7 +106,7 @@ def map_(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="rows per Dataset.map batch"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
     api_key: Optional[str] = ApiKeyOpt, max_retries: int = RetriesOpt, timeout: Optional[float] = TimeoutOpt,
-    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="parallel rows per batch (remote backends)"),
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="remote backends: model requests in flight at once, per batch of rows"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute every row"),
 ) -> None:
     """Summarise every row of a dataset file through `datasets` (resumable); write the rows with result columns."""

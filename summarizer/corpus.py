@@ -12,8 +12,10 @@
 Each row goes through `batch.summarize_one`, the unit of work of the CLI's folder runs:
 its record is written atomically to `<work_dir>/<row id>.json`, and a rerun after an
 interruption keeps every up-to-date record and recomputes only the rest (resumable).
-Rows are processed in batches (`Dataset.map(batched=True)`), each batch on a bounded
-thread pool, so a remote endpoint stays busy.
+Rows are processed in batches (`Dataset.map(batched=True)`), each batch the way the
+CLI runs a folder (`batch.summarize_units`): against a remote endpoint at concurrency > 1 on
+one asyncio event loop with at most `concurrency` requests in flight, so the endpoint stays
+busy; otherwise one row at a time.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .batch import Outcome, run_parallel, summarize_one
+from .batch import Outcome, Unit, summarize_units
 from .pipeline import Summarizer
 
 COLUMNS = ("record", "status", "error_kind", "error", "n_actors", "n_positions", "n_demands", "n_figures")
@@ -50,25 +52,21 @@ def summarize_dataset(dataset: Any, summarizer: Summarizer, work_dir: str | Path
         raise ValueError(f"no id column {id_column!r}; pass id_column=None to use row indices")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    identity = summarizer.identity
 
     def process(batch: dict, indices: list[int]) -> dict:
         texts = batch[text_column]
         ids = [str(x) for x in batch[id_column]] if id_column else [str(i) for i in indices]
         results: dict[int, Outcome] = {}
-
-        def job(i: int, rid: str, text: str) -> tuple[int, Outcome]:
-            return i, summarize_one(summarizer, rid, row_file(work, rid), identity, text=text,
-                                    use_existing=use_existing)
-
-        jobs = []
+        units, where = [], []
         for i, (rid, text) in enumerate(zip(ids, texts)):
             if isinstance(text, str):
-                jobs.append(lambda i=i, rid=rid, text=text: job(i, rid, text))
+                units.append(Unit(rid, row_file(work, rid), text=text))
+                where.append(i)
             else:
                 results[i] = Outcome(rid, "failed", None, "input",
                                      f"row {rid}: {text_column} is {type(text).__name__}, not text")
-        run_parallel(jobs, concurrency, lambda r: results.__setitem__(*r))
+        summarize_units(summarizer, units, concurrency, lambda k, o: results.__setitem__(where[k], o),
+                        use_existing=use_existing)
         cols: dict[str, list] = {c: [] for c in COLUMNS}
         for i in range(len(texts)):
             o = results[i]

@@ -7,12 +7,14 @@ Per chunk of numbered sentences (one chunk unless the article exceeds the contex
 then figures are read deterministically, chunks are merged, and every quote is checked
 against the raw text before the record is returned.
 
-The steps are written once, as a generator that yields each model request
-(messages, response model, extraction context) and receives its answer; `summarize`
-drives it with the backend's blocking call, `asummarize` with its async call.
+The steps are written once, as a generator that yields model requests (messages, response
+model, extraction context), the independent ones together (a chunk's sentence calls), and
+receives their answers; `summarize` drives it with the backend's blocking call, one request
+after another, `asummarize` with its async call, sending independent requests concurrently.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import re
 import threading
@@ -35,9 +37,12 @@ from .text import Article, Sentence, looks_like_code, parse_article
 _TOOL_OVERHEAD = 700  # tokens for the tool schema and chat template around the system prompt
 
 # One model request of the pipeline: (messages, response model, extraction context); the driver
-# answers it with the backend's (object, CallStats). A Steps generator returns the article's record.
+# answers it with the backend's (object, CallStats). A Steps generator yields lists of requests that
+# do not depend on each other (one actors call; a chunk's sentence calls), receives their answers in
+# the same order, and returns the article's record.
 Request = tuple[list[dict], type[BaseModel], ExtractionContext]
-Steps = Generator[Request, tuple[BaseModel, CallStats], ArticleRecord]
+Answer = tuple[BaseModel, CallStats]
+Steps = Generator[list[Request], list[Answer], ArticleRecord]
 
 
 _CUE = re.compile(
@@ -117,15 +122,16 @@ class Summarizer:
         return chunks
 
     # -- one chunk ----------------------------------------------------------------------
-    def _ask(self, messages: list[dict], model: type[BaseModel], article: Article, usage: Usage,
-             dropped: Counter) -> Generator[Request, tuple[BaseModel, CallStats], BaseModel]:
-        """One model request (yielded to the driver); its usage and dropped items are counted."""
-        ctx = ExtractionContext(article.text)
-        obj, st = yield messages, model, ctx
-        usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
-        dropped.update(ctx.dropped)
-        dropped["_calls"] += 1
-        return obj
+    def _ask(self, requests: list[tuple[list[dict], type[BaseModel]]], article: Article, usage: Usage,
+             dropped: Counter) -> Generator[list[Request], list[Answer], list[BaseModel]]:
+        """Independent model requests, yielded to the driver together; their usage and dropped items are counted."""
+        ctxs = [ExtractionContext(article.text) for _ in requests]
+        answers = yield [(messages, model, ctx) for (messages, model), ctx in zip(requests, ctxs)]
+        for (_, st), ctx in zip(answers, ctxs):
+            usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
+            dropped.update(ctx.dropped)
+            dropped["_calls"] += 1
+        return [obj for obj, _ in answers]
 
     def _chunk(self, article: Article, sents: list[Sentence], usage: Usage,
                dropped: Counter) -> Generator[Request, tuple[BaseModel, CallStats], tuple]:
@@ -137,19 +143,19 @@ class Summarizer:
         """
         system = {"role": "system", "content": self.prompts.system_for(article.numbered(sents))}
         ask = {"role": "user", "content": self.prompts.actors}
-        draft = yield from self._ask([system, ask], ActorsDraft, article, usage, dropped)
+        draft, = yield from self._ask([([system, ask], ActorsDraft)], article, usage, dropped)
         actors = to_actors(draft)
         if not actors:
             return [], [], []
         answer = {"role": "assistant", "content": actors_answer(draft)}
         model = sentence_model([a.name for a in actors])
+        candidates = [sent for sent in sents if is_candidate(sent.text)]
+        turns = [{"role": "user", "content": self.prompts.statements.substitute(sentence=f"[{sent.n}] {sent.text}")}
+                 for sent in candidates]
+        drafts = yield from self._ask([([system, ask, answer, turn], model) for turn in turns], article, usage, dropped)
         positions: list[Position] = []
         demands: list[Demand] = []
-        for sent in sents:
-            if not is_candidate(sent.text):
-                continue
-            turn = {"role": "user", "content": self.prompts.statements.substitute(sentence=f"[{sent.n}] {sent.text}")}
-            sdraft = yield from self._ask([system, ask, answer, turn], model, article, usage, dropped)
+        for sent, sdraft in zip(candidates, drafts):
             p, d = to_statements(sdraft, sent, actors)
             positions += p
             demands += d
@@ -207,9 +213,9 @@ class Summarizer:
         """Summarise one article's raw text into a validated, grounded ArticleRecord."""
         steps = self._steps(text)
         try:
-            request = next(steps)
+            requests = next(steps)
             while True:
-                request = steps.send(self.backend.structured(*request, self.max_retries))
+                requests = steps.send([self.backend.structured(*r, self.max_retries) for r in requests])
         except StopIteration as done:
             return done.value
 
@@ -217,16 +223,37 @@ class Summarizer:
         """Async `summarize`: the same steps and record, each model call awaited on the running event loop.
 
         Remote backends send their requests with an async client, so many articles can run
-        concurrently on one loop (`asyncio.gather`, or `batch.summarize_folder(concurrency=N)`);
-        backends without async calls (local) run each call in a worker thread.
+        concurrently on one loop (`asyncio.gather`, or `batch.summarize_folder(concurrency=N)`),
+        and an article's sentence calls, which do not depend on each other, are sent together
+        (`astart(n)` holds the loop to n requests in flight); backends without async calls
+        (local) run each call in a worker thread, one after another.
         """
         steps = self._steps(text)
         try:
-            request = next(steps)
+            requests = next(steps)
             while True:
-                request = steps.send(await self.backend.astructured(*request, self.max_retries))
+                requests = steps.send(await self._aanswer(requests))
         except StopIteration as done:
             return done.value
+
+    async def _aanswer(self, requests: list[Request]) -> list[Answer]:
+        """Independent requests, sent concurrently by a backend with async calls (one at a time, in
+        order, by one without: a local model answers one request at a time anyway). On a failure the
+        others are cancelled and the failure is raised."""
+        if len(requests) <= 1 or not self.backend.supports_async:
+            return [await self.backend.astructured(*r, self.max_retries) for r in requests]
+        tasks = [asyncio.ensure_future(self.backend.astructured(*r, self.max_retries)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def astart(self, concurrency: int) -> None:
+        """Hold `asummarize` calls on the running event loop to `concurrency` model requests in flight."""
+        await self.backend.astart(concurrency)
 
     async def aclose(self) -> None:
         """Close the connections `asummarize` opened on the running event loop (call before the loop ends)."""

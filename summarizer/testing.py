@@ -74,8 +74,8 @@ def heuristic_reply(request: dict) -> Reply:
     position = next(v for v in tool["parameters"]["anyOf"] if v["properties"]["type"].get("const") == "position")
     enum = position["properties"]["actor"].get("enum") or []
     user = request["messages"][-1]["content"]
-    m = re.search(r"sentence \[\d+\] (.*)$", user, re.M)
-    sentence = m.group(1) if m else ""
+    m = re.search(r"sentence \[(\d+)\]", user)
+    sentence = lines.get(int(m.group(1)), "") if m else ""
     if enum and " said" in sentence:
         return tool_reply({"type": "position", "actor": enum[0], "topic": "statement"})
     return tool_reply({"type": "none"})

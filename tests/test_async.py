@@ -11,7 +11,7 @@ from summarizer import ArticleRecord, ExtractionError, Summarizer
 from summarizer.backends.base import Backend
 from summarizer.backends.openai import OpenAIBackend
 from summarizer.batch import summarize_folder
-from summarizer.testing import Faults, ScriptedServer, heuristic_reply
+from summarizer.testing import Faults, ScriptedServer, heuristic_reply, tool_reply
 
 TEXTS = [f"Talks {i}\n\nThe Valmont government said it wanted peace in round {i}. "
          f"Ostrava urged Valmont to withdraw from sector {i}.\nAbout {300 + i} people fled, officials said.\n"
@@ -193,3 +193,43 @@ def test_without_aiohttp_a_batch_sends_over_httpx(tmp_path, monkeypatch):
     for record in written + expected:  # set by the batch, not by summarize
         record["provenance"].pop("run_key"), record["provenance"].pop("source")
     assert written == expected
+
+
+MANY = ("Talks\n\n" + " ".join(f"The Valmont government said point {i} was agreed." for i in range(8)) + "\n")
+
+
+def test_an_articles_sentence_calls_go_out_together_within_the_slots_astart_sets():
+    async def main(s, slots):
+        await s.astart(slots)
+        return await summarize_and_close(s, MANY)
+
+    for slots, expected_peak in ((4, 4), (1, 1)):
+        script = InFlight()
+        with ScriptedServer(script) as srv:
+            rec = asyncio.run(main(summarizer(srv), slots))
+            sync = summarizer(srv).summarize(MANY)
+        assert script.peak == expected_peak  # 8 sentence calls of one article, at most `slots` at once
+        assert comparable(rec) == comparable(sync) and len(rec.positions) == 8
+
+
+def test_a_failing_sentence_call_cancels_its_siblings_and_fails_the_article():
+    class FailOnSentence(InFlight):
+        def __call__(self, request):
+            if any("sentence [3]" in str(m.get("content")) for m in request["messages"] if m["role"] == "user"):
+                return tool_reply({"type": 42})  # never valid: fails after its re-asks
+            return super().__call__(request)
+
+    left = []
+
+    async def main(s):
+        await s.astart(8)
+        try:
+            return await summarize_and_close(s, MANY)
+        finally:
+            left.extend(t for t in asyncio.all_tasks() if t is not asyncio.current_task())
+
+    with ScriptedServer(FailOnSentence()) as srv:
+        with pytest.raises(ExtractionError) as info:
+            asyncio.run(main(summarizer(srv, max_retries=1)))
+    assert info.value.kind == "validation" and info.value.attempts == 2
+    assert left == []  # the other sentence calls were cancelled and awaited, none left running

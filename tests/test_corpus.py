@@ -74,3 +74,18 @@ def test_cli_map_parquet_in_parquet_out(tmp_path, server):
     assert out.num_rows == 6 and out["status"].count("done") == 5
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert "0 summarised, 5 up to date, 1 failed" in r.stderr
+
+
+def test_a_concurrent_map_keeps_its_requests_in_flight_within_the_bound_and_gives_the_same_records(tmp_path):
+    from test_async import InFlight  # counts the requests the server answers at once
+
+    script = InFlight()
+    with ScriptedServer(script) as srv:
+        s = Summarizer("openai", "scripted", base_url=srv.url, api_key="x", cache=False)
+        out = summarize_dataset(make(3).select(range(3)), s, tmp_path / "work", batch_size=3, concurrency=3)
+        expected = [s.summarize(t) for t in out["text"]]
+    assert out["status"] == ["done"] * 3
+    assert 1 < script.peak <= 3
+    for row, rec in zip(out, expected):
+        got = ArticleRecord.model_validate_json(row["record"])
+        assert got.positions == rec.positions and got.demands == rec.demands and got.actors == rec.actors

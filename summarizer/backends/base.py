@@ -103,6 +103,7 @@ class Backend(ABC):
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None  # see astart
 
     @property
     def decoding(self) -> dict:
@@ -145,9 +146,11 @@ class Backend(ABC):
         if not self.supports_async:
             return await asyncio.to_thread(self.structured, messages, response_model, ctx, max_retries)
         model, kwargs = self._prepare(messages, response_model)
-        with self._call(ctx, max_retries, response_model) as (stats, hooks):
-            obj = await retry_async(func=self._cached_acreate, response_model=model, args=(), kwargs=kwargs,
-                                    max_retries=max_retries, strict=True, mode=self.mode, hooks=hooks)
+        slots = self._slots[1] if self._slots and self._slots[0] is asyncio.get_running_loop() else None
+        async with slots or contextlib.nullcontext():
+            with self._call(ctx, max_retries, response_model) as (stats, hooks):
+                obj = await retry_async(func=self._cached_acreate, response_model=model, args=(), kwargs=kwargs,
+                                        max_retries=max_retries, strict=True, mode=self.mode, hooks=hooks)
         return obj, stats
 
     @contextlib.contextmanager
@@ -256,10 +259,13 @@ class Backend(ABC):
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed}
 
     async def astart(self, concurrency: int = 1) -> None:
-        """Prepare async calls on the running event loop for `concurrency` requests at a time."""
+        """Prepare async calls on the running event loop for `concurrency` requests at a time, and
+        hold them to that: from now on an `astructured` call on this loop waits for a free slot."""
+        self._slots = (asyncio.get_running_loop(), asyncio.Semaphore(max(1, concurrency)))
 
     async def aclose(self) -> None:
         """Release what async calls opened on the running event loop (e.g. its connection pool)."""
+        self._slots = None
 
     def close(self) -> None:
         """Release resources (models, connections)."""

@@ -149,10 +149,12 @@ class OpenAIBackend(Backend):
     async def astart(self, concurrency: int = 1) -> None:
         """Open this loop's async client with a connection pool for `concurrency` requests at a time."""
         await self.aclose()
+        await super().astart(concurrency)
         self._async_client(concurrency)
 
     async def aclose(self) -> None:
         """Close this loop's async client (its connections); a client of another, finished loop is dropped."""
+        await super().aclose()
         client, loop = self._aclient, self._aloop
         self._aclient = self._aloop = None
         if client is not None and loop is asyncio.get_running_loop():
