@@ -30,6 +30,7 @@ class ExtractionContext:
     attempt: int = 0
     max_attempts: int = 1
     dropped: Counter = field(default_factory=Counter)
+    fresh: int = 0  # responses the model made (not read from the response cache)
 
     @property
     def last_attempt(self) -> bool:

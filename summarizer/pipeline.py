@@ -131,6 +131,7 @@ class Summarizer:
             usage.add(st.prompt_tokens, st.completion_tokens, st.attempts)
             dropped.update(ctx.dropped)
             dropped["_calls"] += 1
+            dropped["_fresh"] += ctx.fresh
         return [obj for obj, _ in answers]
 
     def _chunk(self, article: Article, sents: list[Sentence], usage: Usage,
@@ -173,8 +174,6 @@ class Summarizer:
         t0 = time.perf_counter()
         article = parse_article(text)
         usage, dropped = Usage(), Counter()
-        cache = self.backend.cache
-        misses0 = cache.misses if cache else 0
         chunks = self._chunks(article)
         actors: list[Actor] = []
         positions: list[Position] = []
@@ -191,12 +190,13 @@ class Summarizer:
         figures = extract_figures(article)
         calls = usage.model_calls
         retries = calls - dropped.pop("_calls", 0)
+        fresh = dropped.pop("_fresh", 0)  # this article's model-made responses (per call, so right under concurrency)
         prov = Provenance(
             backend=self.backend.name, model=self.backend.model_id, model_sha256=self.backend.model_sha256,
             prompt_version=self.prompts.version, decoding=self.backend.decoding, usage=usage,
             attempts=calls, retries=retries, dropped=dict(dropped),
             latency_s=round(time.perf_counter() - t0, 3), article_sha256=article.sha256,
-            chunks=len(chunks), cached=bool(cache) and cache.misses == misses0 and calls > 0,
+            chunks=len(chunks), cached=self.backend.cache is not None and fresh == 0 and calls > 0,
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             summarizer_version=__version__,
         )

@@ -233,3 +233,17 @@ def test_a_failing_sentence_call_cancels_its_siblings_and_fails_the_article():
             asyncio.run(main(summarizer(srv, max_retries=1)))
     assert info.value.kind == "validation" and info.value.attempts == 2
     assert left == []  # the other sentence calls were cancelled and awaited, none left running
+
+
+def test_the_cached_flag_is_per_article_when_cached_and_fresh_articles_run_together(tmp_path):
+    async def both(s):
+        await s.astart(8)
+        try:
+            return await asyncio.gather(s.asummarize(TEXTS[0]), s.asummarize(TEXTS[1]))
+        finally:
+            await s.aclose()
+
+    with ScriptedServer(InFlight()) as srv:  # replies take 50 ms: the two articles overlap
+        summarizer(srv, cache=tmp_path / "c").summarize(TEXTS[0])
+        cached, fresh = asyncio.run(both(summarizer(srv, cache=tmp_path / "c")))
+    assert cached.provenance.cached and not fresh.provenance.cached

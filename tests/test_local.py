@@ -45,6 +45,25 @@ def test_tools_mode_output_is_constrained(decoder):
     assert obj.answer == raw["answer"] and stats.attempts == 1
 
 
+class Poem(BaseModel):
+    poem: str
+
+
+def test_a_free_string_stays_valid_json_when_the_model_wants_line_breaks(summarizer):
+    # llama-cpp-python's JSON grammar admits raw control characters in strings: this prompt made the
+    # model write raw newlines, which no JSON parser accepts, so the call failed on every attempt.
+    # (The grammar decodes the actor rows; the guided decoder's strings are short and bounded.)
+    b = summarizer.backend
+    messages = [{"role": "user", "content": "Write a four-line poem about Paris, each line on its own line."}]
+    default, b.decoder = b.decoder, "grammar"
+    try:
+        obj, stats = b.structured(messages, Poem, ExtractionContext(""), max_retries=0)
+    finally:
+        b.decoder = default
+    assert stats.attempts == 1 and json.loads(stats.raw[-1])["poem"] == obj.poem
+    assert not any(ord(c) < 0x20 for c in stats.raw[-1])
+
+
 def test_the_prompt_carries_no_tool_listing_and_compiled_schemas_are_reused(decoder):
     b = decoder
     seen = []

@@ -222,6 +222,7 @@ class Backend(ABC):
             return hit
         response = self._create(**kwargs)
         self._cache_store(key, response)
+        _count_fresh()
         return response
 
     async def _cached_acreate(self, **kwargs: Any) -> Any:
@@ -230,6 +231,7 @@ class Backend(ABC):
             return hit
         response = await self._acreate(**kwargs)
         self._cache_store(key, response)
+        _count_fresh()
         return response
 
     def _cache_lookup(self, kwargs: dict) -> tuple[str | None, Any]:
@@ -269,6 +271,13 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release resources (models, connections)."""
+
+
+def _count_fresh() -> None:
+    """Count a response the model made (a cache miss) on the running call's ExtractionContext."""
+    ctx = current_extraction.get()
+    if ctx is not None:
+        ctx.fresh += 1
 
 
 def _failure(e: Exception, response_model: type[BaseModel], stats: CallStats, t0: float) -> ExtractionError:

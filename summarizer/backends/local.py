@@ -129,8 +129,9 @@ class LocalBackend(Backend):
         key = json.dumps(schema)  # not sort_keys: property order is the order the grammar enforces
         if key not in self._grammars:
             from llama_cpp import LlamaGrammar
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+            self._grammars[key] = LlamaGrammar.from_string(json_string_chars(json_schema_to_gbnf(key)), verbose=False)
         return self._grammars[key]
 
     def _program(self, schema: dict) -> Any:
@@ -180,6 +181,23 @@ class LocalBackend(Backend):
         usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
                  "total_tokens": len(prompt) + completion}
         return _completion(f"guided-{time.time_ns()}", self.model_id, name, text, finish, usage)
+
+
+_ANY_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def json_string_chars(gbnf: str) -> str:
+    """llama-cpp-python's JSON-schema grammar with string characters as JSON allows them.
+
+    Its `char` rule admits raw control characters (a newline, a tab, NUL) inside a string,
+    which no JSON parser accepts: a model that writes one (seen with the 0.5B model in actor
+    names) passes the grammar and fails validation on every re-ask. JSON strings exclude
+    U+0000-U+001F (llama.cpp's own converter also excludes DEL); they stay writable as escapes.
+    """
+    if _ANY_CHAR not in gbnf:
+        raise RuntimeError("unexpected JSON grammar from llama_cpp: no `char` rule to restrict")
+    return gbnf.replace(_ANY_CHAR, _JSON_CHAR)
 
 
 def _has_array(schema: Any) -> bool:
