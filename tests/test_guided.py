@@ -205,3 +205,19 @@ def test_auto_picks_guided_for_one_object_and_the_grammar_for_lists(monkeypatch)
     monkeypatch.setenv("SUMMARIZER_DECODER", "fast")
     with pytest.raises(ValueError, match="SUMMARIZER_DECODER must be one of auto, guided, grammar"):
         LocalBackend()
+
+
+def test_the_grammar_keeps_json_strings_free_of_raw_control_characters():
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from summarizer.backends.local import json_string_chars
+
+    with_strings = json_schema_to_gbnf(json.dumps({"type": "object", "properties": {"a": {"type": "string"}}}))
+    fixed = json_string_chars(with_strings)
+    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |' in fixed and fixed != with_strings
+    LlamaGrammar.from_string(fixed, verbose=False)  # still a valid grammar
+    no_strings = json_schema_to_gbnf(json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}}))
+    assert json_string_chars(no_strings) == no_strings
+    with pytest.raises(RuntimeError):
+        json_string_chars(with_strings.replace('char ::= [^"\\\\] |', 'char ::= [^"] |'))

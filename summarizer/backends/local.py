@@ -195,8 +195,8 @@ def json_string_chars(gbnf: str) -> str:
     names) passes the grammar and fails validation on every re-ask. JSON strings exclude
     U+0000-U+001F (llama.cpp's own converter also excludes DEL); they stay writable as escapes.
     """
-    if _ANY_CHAR not in gbnf:
-        raise RuntimeError("unexpected JSON grammar from llama_cpp: no `char` rule to restrict")
+    if "char ::=" in gbnf and _ANY_CHAR not in gbnf:  # a schema without strings has no char rule
+        raise RuntimeError("unexpected JSON grammar from llama_cpp: its `char` rule changed shape")
     return gbnf.replace(_ANY_CHAR, _JSON_CHAR)
 
 
