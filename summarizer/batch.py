@@ -250,6 +250,15 @@ async def run_async(jobs: list[Callable[[], Awaitable[T]]], concurrency: int, on
     await asyncio.gather(*(worker(i) for i in range(max(1, min(concurrency, len(jobs))))))
 
 
+@dataclass
+class Unit:
+    """One article of a run: its source name, its output file, and its file (or its text)."""
+    source: str
+    out: Path
+    path: Path | None = None
+    text: str | None = None
+
+
 def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer: Summarizer, *,
                      concurrency: int = 1, use_existing: bool = True,
                      on_progress: Callable[[Outcome], None] | None = None,
@@ -280,15 +289,6 @@ def summarize_folder(input_path: str | Path, output_dir: str | Path, summarizer:
     finally:
         _write_indexes(output_dir, articles, result)
     return result
-
-
-@dataclass
-class Unit:
-    """One article of a run: its source name, its output file, and its file (or its text)."""
-    source: str
-    out: Path
-    path: Path | None = None
-    text: str | None = None
 
 
 def summarize_units(summarizer: Summarizer, units: list[Unit], concurrency: int,

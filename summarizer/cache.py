@@ -27,8 +27,6 @@ class ResponseCache:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.hits = 0
-        self.misses = 0
         self.used: set[str] = set()  # keys read or written by this process
 
     def key(self, model: dict, request: dict) -> str:
@@ -48,16 +46,13 @@ class ResponseCache:
             if not isinstance(data, dict) or "choices" not in data:
                 raise ValueError("not a chat completion")
         except FileNotFoundError:
-            self.misses += 1
             return None
         except (OSError, ValueError):
-            self.misses += 1
             try:
                 path.unlink()  # the entry is rewritten after the next real call
             except OSError:
                 log.warning("cannot remove corrupt cache entry %s", path)
             return None
-        self.hits += 1
         self.used.add(key)
         return data
 

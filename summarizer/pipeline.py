@@ -135,7 +135,7 @@ class Summarizer:
         return [obj for obj, _ in answers]
 
     def _chunk(self, article: Article, sents: list[Sentence], usage: Usage,
-               dropped: Counter) -> Generator[Request, tuple[BaseModel, CallStats], tuple]:
+               dropped: Counter) -> Generator[list[Request], list[Answer], tuple]:
         """One conversation per chunk: the actors call, then one short turn per candidate sentence.
 
         Every call starts with the same messages (system with the article, the actors request and

@@ -81,6 +81,26 @@ def heuristic_reply(request: dict) -> Reply:
     return tool_reply({"type": "none"})
 
 
+class InFlight:
+    """A script that answers like `heuristic_reply` after `delay` seconds and records the most
+    requests it was answering at once (`peak`): what a test of a concurrency bound reads."""
+
+    def __init__(self, delay: float = 0.05):
+        self.delay, self.now, self.peak = delay, 0, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: dict) -> Reply:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            time.sleep(self.delay)
+            return heuristic_reply(request)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
 FAULTS = ("rate_limit", "server_error", "hang", "drop", "malformed", "schema", "ungrounded", "slow")
 
 

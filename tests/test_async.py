@@ -11,7 +11,7 @@ from summarizer import ArticleRecord, ExtractionError, Summarizer
 from summarizer.backends.base import Backend
 from summarizer.backends.openai import OpenAIBackend
 from summarizer.batch import summarize_folder
-from summarizer.testing import Faults, ScriptedServer, heuristic_reply, tool_reply
+from summarizer.testing import Faults, InFlight, ScriptedServer, heuristic_reply, tool_reply
 
 TEXTS = [f"Talks {i}\n\nThe Valmont government said it wanted peace in round {i}. "
          f"Ostrava urged Valmont to withdraw from sector {i}.\nAbout {300 + i} people fled, officials said.\n"
@@ -139,25 +139,6 @@ def test_a_backend_without_async_create_runs_the_sync_call_in_a_thread():
         expected = summarizer(srv).summarize(TEXTS[0])
     assert threading.get_ident() not in backend.threads
     assert comparable(rec) == comparable(expected)
-
-
-class InFlight:
-    """A script that counts the requests the server is answering at once."""
-
-    def __init__(self):
-        self.now = self.peak = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, request):
-        with self.lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-        try:
-            time.sleep(0.05)
-            return heuristic_reply(request)
-        finally:
-            with self.lock:
-                self.now -= 1
 
 
 def test_a_folder_batch_keeps_at_most_concurrency_requests_in_flight(tmp_path):

@@ -6,7 +6,7 @@ from datasets import Dataset, load_dataset
 
 from summarizer import ArticleRecord, Summarizer
 from summarizer.corpus import row_file, summarize_dataset
-from summarizer.testing import ScriptedServer
+from summarizer.testing import InFlight, ScriptedServer
 
 GOOD = "Talks {i}\n\nThe Valmont government said it wanted peace in round {i}. Ostrava urged Valmont to leave.\n"
 
@@ -77,8 +77,6 @@ def test_cli_map_parquet_in_parquet_out(tmp_path, server):
 
 
 def test_a_concurrent_map_keeps_its_requests_in_flight_within_the_bound_and_gives_the_same_records(tmp_path):
-    from test_async import InFlight  # counts the requests the server answers at once
-
     script = InFlight()
     with ScriptedServer(script) as srv:
         s = Summarizer("openai", "scripted", base_url=srv.url, api_key="x", cache=False)
