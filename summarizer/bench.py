@@ -105,6 +105,7 @@ def bench_articles(summarizer: Summarizer, articles: Iterable[tuple[str, str]],
     llm = summarizer.backend.llm if summarizer.backend.name == "local" else None
     load_s = time.perf_counter() - t0
     meter = EvalMeter(llm) if llm is not None else None
+    opening_before = getattr(summarizer.backend, "opening_stats", None)
     rows = []
     try:
         for aid, text in articles:
@@ -139,7 +140,10 @@ def bench_articles(summarizer: Summarizer, articles: Iterable[tuple[str, str]],
             "model_sha256": summarizer.backend.model_sha256, "prompt_version": summarizer.prompts.version,
             "threads": getattr(summarizer.backend, "n_threads", None),
             "n_batch": getattr(summarizer.backend, "n_batch", None),
-            "n_ctx": getattr(summarizer.backend, "n_ctx", None)}
+            "n_ctx": getattr(summarizer.backend, "n_ctx", None),
+            # the first call's shared prompt opening: computed (and saved) or restored from disk
+            "opening": (None if getattr(summarizer.backend, "opening_stats", None) is opening_before
+                        else summarizer.backend.opening_stats)}
 
 
 def _aggregate(rows: list[dict], load_s: float, rates: dict | None) -> dict:

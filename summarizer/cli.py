@@ -28,10 +28,12 @@ TimeoutOpt = typer.Option(None, "--timeout", min=0.1, help="openai: seconds to w
 
 def _summarizer(backend: str, model: Optional[str], base_url: Optional[str], api_key: Optional[str],
                 max_retries: int, prompts: Optional[Path] = None, cache: bool = True,
-                timeout: Optional[float] = None):
+                timeout: Optional[float] = None, kv_dir: Optional[Path] = None):
     from .pipeline import Summarizer
 
     extra = {"timeout": timeout} if timeout is not None and backend == "openai" else {}
+    if kv_dir is not None and backend == "local":
+        extra["kv_dir"] = kv_dir
     try:
         return Summarizer(backend, model, base_url=base_url, api_key=api_key, max_retries=max_retries,
                           prompts_dir=str(prompts) if prompts else None, cache=cache, **extra)
@@ -323,7 +325,9 @@ def bench(
         items = [(str(rel), read_article(p)) for p, rel in find_articles(folder)]
     items = [(i, t) for i, t in items if not only or only in i][:limit]
     with tempfile.TemporaryDirectory() as tmp:
-        s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache_dir or Path(tmp), timeout=timeout)
+        # a cold run starts from nothing: no cached responses, no saved KV state of the prompt opening
+        s = _summarizer(backend, model, base_url, api_key, max_retries, cache=cache_dir or Path(tmp), timeout=timeout,
+                        kv_dir=Path(tmp) / "kv" if cache_dir is None else None)
         first = "cold" if cache_dir is None else "run"
         progress = lambda r: err.print(f"{r['id']}: {r['seconds']:.1f}s, {r['calls']} calls"  # noqa: E731
                                        + (f", model {r['model_seconds']:.1f}s" if "model_seconds" in r else "")
@@ -367,6 +371,11 @@ def _print_bench(name: str, res: dict) -> None:
             lines.append(f"llama.cpp alone on this machine: prefill {r['prefill_tok_s']:.0f} tok/s, decode "
                          f"{r['decode_tok_s']:.1f} tok/s → floor estimate {a['floor_estimate_s']:.1f} s "
                          f"(without KV-cache reuse {a['floor_without_kv_reuse_s']:.1f} s)")
+    o = res.get("opening")
+    if o:
+        how = ("restored from disk" if o["source"] == "disk"
+               else "computed in the first article (and saved: a later process restores it)")
+        lines.append(f"prompt opening shared by every call: {o['tokens']} tokens, {how}, {o['seconds']:.2f} s")
     for line in lines:
         out.print(line)
 

@@ -84,6 +84,7 @@ class Summarizer:
                 opts.update(base_url=base_url, api_key=api_key)
             self.backend = get_backend(backend, **opts)
         self.prompts: Prompts = load_prompts(prompts_dir)
+        self.backend.prime(self.prompts.opening())
         if cache:
             self.backend.cache = ResponseCache(default_cache_dir() if cache is True else cache)
         self.max_retries = max_retries

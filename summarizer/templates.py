@@ -44,6 +44,12 @@ class Prompts:
                                       example_statements=self.example_statements)
 
 
+    def opening(self) -> str:
+        """The system message's text before the article: the same for every article."""
+        mark = "\x00article\x00"
+        return self.system_for(mark).split(mark)[0]
+
+
 def defang(text: str) -> str:
     """Neutralise <article>/</article> delimiters appearing inside article text."""
     return _DELIMITER.sub(lambda m: f"[{m.group(1)}article]", text)

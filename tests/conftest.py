@@ -9,8 +9,9 @@ FIXTURES = ROOT / "fixtures"
 
 @pytest.fixture(autouse=True)
 def _isolated_response_cache(tmp_path, monkeypatch):
-    """Each test gets its own response cache; the assembled model stays in the shared cache."""
+    """Each test gets its own response cache and KV-state folder; the assembled model stays in the shared cache."""
     monkeypatch.setenv("SUMMARIZER_RESPONSE_CACHE", str(tmp_path / "responses"))
+    monkeypatch.setenv("SUMMARIZER_KV_DIR", str(tmp_path / "kv"))
 
 
 @pytest.fixture

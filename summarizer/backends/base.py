@@ -115,6 +115,10 @@ class Backend(ABC):
     def _create(self, **kwargs: Any) -> Any:
         """Send one chat completion request; return an OpenAI ChatCompletion-shaped object."""
 
+    def prime(self, opening_text: str) -> None:
+        """Hint: every later prompt's system message starts with `opening_text`. A backend with a
+        prompt cache may precompute it (the local backend keeps its KV state on disk); others ignore it."""
+
     def count_tokens(self, text: str) -> int:
         """Approximate token count (backends with a tokenizer override this)."""
         return len(text) // 3 + 1

@@ -15,12 +15,13 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import instructor
 
-from ..models import resolve
-from . import guided, lazygrammar
+from ..models import cache_dir, resolve
+from . import guided, lazygrammar, opening
 from .base import Backend, TransportError
 
 DECODERS = ("auto", "guided", "grammar")
@@ -61,7 +62,7 @@ class LocalBackend(Backend):
     mode = instructor.Mode.TOOLS
 
     def __init__(self, model: str | None = None, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_batch: int | None = None, **kw: Any):
+                 n_batch: int | None = None, kv_dir: str | Path | None = None, **kw: Any):
         super().__init__(**kw)
         path, sha, model_id = resolve(model)
         self.path = str(path)
@@ -75,6 +76,13 @@ class LocalBackend(Backend):
         self._grammars: dict[str, Any] = {}
         self._programs: dict[str, Any] = {}
         self._formatter = None
+        # the shared prompt opening's KV state on disk (see opening.py): kv_dir, else $SUMMARIZER_KV_DIR, else
+        # kv/ in the cache folder; SUMMARIZER_KV_CACHE=0 turns it off
+        if kv_dir is None and os.environ.get("SUMMARIZER_KV_CACHE", "1") != "0":
+            kv_dir = os.environ.get("SUMMARIZER_KV_DIR") or cache_dir() / "kv"
+        self.kv_dir = Path(kv_dir) if kv_dir else None
+        self._opening: str | None = None
+        self.opening_stats: dict | None = None  # what the first call of this process did with the opening
         # auto (the default): the guided decoder for answers of one object (a sentence's statement,
         # mostly text the schema fixes), the llama.cpp grammar for answers holding a list (the actor
         # rows, mostly free text: guided saved little there and scored actors F1 0.534 against 0.576,
@@ -125,6 +133,27 @@ class LocalBackend(Backend):
                                                   eos_token=eos, bos_token="")
         return self._formatter(messages=messages).prompt
 
+    def prime(self, opening_text: str) -> None:
+        """Every prompt's system message starts with `opening_text`: on the first call of the process
+        its KV state is restored from disk (or computed once and saved there)."""
+        self._opening = opening_text
+
+    def _start_opening(self, llm: Any, prompt: list[int]) -> None:
+        """Before the process's first model call: the shared opening's state, if this prompt starts with it."""
+        text, self._opening = self._opening, None
+        tokens = opening.opening_tokens(self.render, lambda t: llm.tokenize(t.encode("utf-8"), add_bos=False,
+                                                                              special=True), text)
+        if llm.n_tokens or len(tokens) < 2 or prompt[:len(tokens)] != tokens or len(tokens) >= len(prompt):
+            return
+        path = None
+        if self.kv_dir is not None:
+            import llama_cpp
+
+            path = opening.state_path(self.kv_dir, {"model": self.model_sha256 or file_identity(self.path),
+                                                    "llama_cpp": llama_cpp.__version__, "n_ctx": self.n_ctx,
+                                                    "n_batch": self.n_batch}, tokens)
+        self.opening_stats = opening.restore_or_build(llm, tokens, path)
+
     def _grammar(self, schema: dict) -> Any:
         key = json.dumps(schema)  # not sort_keys: property order is the order the grammar enforces
         if key not in self._grammars:
@@ -156,6 +185,8 @@ class LocalBackend(Backend):
         with self._lock:
             llm = self.llm
             prompt = llm.tokenize(self.render(kwargs["messages"]).encode("utf-8"), add_bos=False, special=True)
+            if self._opening is not None:
+                self._start_opening(llm, prompt)
             if self._decoder_for(schema, kwargs.get("temperature")) == "guided":
                 return self._guided(self._program(schema), llm, prompt, name, kwargs.get("max_tokens"))
             grammar = self._grammar(schema)
@@ -198,6 +229,12 @@ def json_string_chars(gbnf: str) -> str:
     if "char ::=" in gbnf and _ANY_CHAR not in gbnf:  # a schema without strings has no char rule
         raise RuntimeError("unexpected JSON grammar from llama_cpp: its `char` rule changed shape")
     return gbnf.replace(_ANY_CHAR, _JSON_CHAR)
+
+
+def file_identity(path: str) -> str:
+    """A GGUF given by path (no pinned sha256): its name, size and modification time."""
+    st = os.stat(path)
+    return f"{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _has_array(schema: Any) -> bool:
