@@ -43,7 +43,6 @@ class Prompts:
                                       example_actors=self.example_actors,
                                       example_statements=self.example_statements)
 
-
     def opening(self) -> str:
         """The system message's text before the article: the same for every article."""
         mark = "\x00article\x00"

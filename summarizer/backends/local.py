@@ -120,7 +120,11 @@ class LocalBackend(Backend):
         return self.n_ctx
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._tokenize(text))
+
+    def _tokenize(self, text: str) -> list[int]:
+        """Prompt text as the model's tokens (chat-template markers as special tokens)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def render(self, messages: list[dict]) -> str:
         """The prompt text for chat messages (the model's own chat template, no tool listing)."""
@@ -141,8 +145,7 @@ class LocalBackend(Backend):
     def _start_opening(self, llm: Any, prompt: list[int]) -> None:
         """Before the process's first model call: the shared opening's state, if this prompt starts with it."""
         text, self._opening = self._opening, None
-        tokens = opening.opening_tokens(self.render, lambda t: llm.tokenize(t.encode("utf-8"), add_bos=False,
-                                                                              special=True), text)
+        tokens = opening.opening_tokens(self.render, self._tokenize, text)
         if llm.n_tokens or len(tokens) < 2 or prompt[:len(tokens)] != tokens or len(tokens) >= len(prompt):
             return
         path = None
@@ -184,7 +187,7 @@ class LocalBackend(Backend):
         schema = tool["function"]["parameters"]
         with self._lock:
             llm = self.llm
-            prompt = llm.tokenize(self.render(kwargs["messages"]).encode("utf-8"), add_bos=False, special=True)
+            prompt = self._tokenize(self.render(kwargs["messages"]))
             if self._opening is not None:
                 self._start_opening(llm, prompt)
             if self._decoder_for(schema, kwargs.get("temperature")) == "guided":
