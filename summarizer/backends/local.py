@@ -21,7 +21,7 @@ from typing import Any
 import instructor
 
 from ..models import cache_dir, resolve
-from . import guided, lazygrammar, opening
+from . import guided, lazygrammar, loopguard, opening
 from .base import Backend, TransportError
 
 DECODERS = ("auto", "guided", "grammar")
@@ -102,12 +102,16 @@ class LocalBackend(Backend):
         return {**super().decoding, "n_ctx": self.n_ctx, "decoder": self.decoder}
 
     def cache_identity(self, request: dict) -> dict:
-        """The model, plus "guided" when this request is decoded by the guided decoder: the decoders may
-        answer differently, so their answers are cached apart (grammar-decoded answers keep the plain key)."""
+        """The model, plus "guided" when this request is decoded by the guided decoder, or the repeated-row
+        stop when it is a list decoded by the grammar: those answer differently, so they are cached apart."""
         tools = request.get("tools") or []
         schema = tools[0]["function"]["parameters"] if len(tools) == 1 else None
-        guided_ = schema is not None and self._decoder_for(schema, request.get("temperature")) == "guided"
-        return {**self.identity, "decoder": "guided"} if guided_ else self.identity
+        if schema is None:
+            return self.identity
+        if self._decoder_for(schema, request.get("temperature")) == "guided":
+            return {**self.identity, "decoder": "guided"}
+        # a list answer stops at its first repeated row (loopguard.py): cached apart from answers decoded without
+        return {**self.identity, "stop": "repeated-row"} if _has_array(schema) else self.identity
 
     def _decoder_for(self, schema: dict, temperature: float | None) -> str:
         """Which decoder answers a tool call with this schema: guided or grammar."""
@@ -193,15 +197,21 @@ class LocalBackend(Backend):
             if self._decoder_for(schema, kwargs.get("temperature")) == "guided":
                 return self._guided(self._program(schema), llm, prompt, name, kwargs.get("max_tokens"))
             grammar = self._grammar(schema)
+            guard = loopguard.RepeatGuard(llm, len(prompt)) if _has_array(schema) else None
             try:
+                from llama_cpp import StoppingCriteriaList
+
                 out = llm.create_completion(prompt=prompt, grammar=grammar, temperature=kwargs.get("temperature", 0.0),
                                             max_tokens=kwargs.get("max_tokens"), seed=kwargs.get("seed"),
-                                            repeat_penalty=1.0)
+                                            repeat_penalty=1.0,
+                                            stopping_criteria=StoppingCriteriaList([guard]) if guard else None)
             except ValueError as e:  # e.g. prompt longer than the context window
                 raise TransportError(f"local model refused the request: {e}") from e
-        finish = out["choices"][0]["finish_reason"]
-        return _completion(out["id"], self.model_id, name, out["choices"][0]["text"],
-                           "tool_calls" if finish == "stop" else finish, out["usage"])
+        finish, text = out["choices"][0]["finish_reason"], out["choices"][0]["text"]
+        if guard is not None and guard.cut is not None:  # the list began to repeat a row: ended before it
+            finish, text = "stop", guard.cut
+        return _completion(out["id"], self.model_id, name, text, "tool_calls" if finish == "stop" else finish,
+                           out["usage"])
 
     def _guided(self, program: Any, llm: Any, prompt: list[int], name: str, max_tokens: int | None) -> Any:
         try:
