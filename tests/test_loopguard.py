@@ -67,3 +67,22 @@ def test_the_embedded_model_stops_at_a_repeated_row():
     # answers with the stop are cached apart from answers decoded without it
     tool = {"type": "function", "function": {"name": "Cities", "parameters": Cities.model_json_schema()}}
     assert backend.cache_identity({"tools": [tool]})["stop"] == "repeated-row"
+
+
+def test_the_stopping_criterion_reads_the_decoded_tokens():
+    from summarizer.backends.loopguard import RepeatGuard
+
+    pieces = ['{"', 'rows', '":', ' [["', 'Paris', '",', ' ', '1', '],', ' ["', 'Rome', '",', ' 2', '],', ' ["',
+              'Par', 'is', '",', ' 3']
+
+    class Vocab:  # token id i stands for pieces[i]
+        def detokenize(self, tokens):
+            return "".join(pieces[t] for t in tokens).encode()
+
+    prompt = [900, 901, 902]
+    guard = RepeatGuard(Vocab(), len(prompt))
+    ids = prompt + list(range(len(pieces)))
+    stops = [guard(ids[:k], None) for k in range(len(prompt) + 1, len(ids) + 1)]
+    # it fires once the repeated first value's closing quote has been decoded (token '",' at index 17)
+    assert stops.index(True) == 17 and all(stops[17:])
+    assert json.loads(guard.cut) == {"rows": [["Paris", 1], ["Rome", 2]]}

@@ -96,10 +96,9 @@ class RepeatGuard:
     def __call__(self, input_ids: Any, logits: Any) -> bool:
         if self.cut is not None:
             return True
-        new = input_ids[self.start + len(self.pieces):]
-        for tok in new:
-            self.pieces.append(self.llm.detokenize([int(tok)]))
-        if not len(new):
+        new = [self.llm.detokenize([int(tok)]) for tok in input_ids[self.start + len(self.pieces):]]
+        self.pieces.extend(new)
+        if not any(b'"' in piece for piece in new):  # a repeat shows when a row's first string closes
             return False
         self.cut = cut_at_repeat(b"".join(self.pieces).decode("utf-8", errors="ignore"))
         return self.cut is not None
